@@ -1,0 +1,95 @@
+"""`srpo` command line: one command per stage; each reads a config and calls one function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="SRPO: reflection-aware RL for multimodal LLMs, on TRL.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(False, help="Smaller run (about 3 minutes on 2 CPU cores)."),
+    compare: bool = typer.Option(False, help="Also train plain GRPO from the same stage-1 start."),
+    seed: int = typer.Option(0, help="Seed for data, model and training."),
+    out: Path = typer.Option(Path("runs/demo"), help="Output directory (a rerun resumes)."),
+):
+    """The whole method end to end on a tiny offline model: data, SFT, SRPO GRPO, evaluation, report."""
+    from srpo.demo import demo_config, run_demo
+
+    run_demo(demo_config(quick=quick, seed=seed, compare=compare, out=str(out)))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def sft(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (SFTStageConfig).")):
+    """Stage 1: SFT on reasoning + reflection (TRL SFTTrainer). Overrides: --key value."""
+    from srpo.config import SFTStageConfig, load_config
+    from srpo.train.sft import run_sft
+
+    typer.echo(f"final model: {run_sft(load_config(SFTStageConfig, config, ctx.args))}")
+
+
+@app.command(context_settings=PASS_THROUGH)
+def rl(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (RLStageConfig).")):
+    """Stage 2: reflection-aware GRPO (TRL GRPOTrainer, SRPO reward). Overrides: --key value."""
+    from srpo.config import RLStageConfig, load_config
+    from srpo.train.rl import run_rl
+
+    typer.echo(f"final model: {run_rl(load_config(RLStageConfig, config, ctx.args))}")
+
+
+@app.command(context_settings=PASS_THROUGH)
+def reflect(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (ReflectConfig).")):
+    """Stage 1 data: policy attempts, teacher reflections, filtering -> SFT dataset. Overrides: --key value."""
+    from srpo.config import ReflectConfig, load_config
+    from srpo.reflect.build import run_reflect
+
+    out = run_reflect(load_config(ReflectConfig, config, ctx.args))
+    typer.echo((out / "summary.json").read_text())
+
+
+@app.command("build-tiny-model")
+def build_tiny_model_cmd(out: Path = typer.Argument(..., help="Directory for the checkpoint.")):
+    """Build a tiny random Qwen2.5-VL (config, tokenizer, processor) offline."""
+    from srpo.models import build_tiny_model
+
+    build_tiny_model(out)
+    typer.echo(f"tiny model written to {out}")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Directory for train.jsonl, test.jsonl and images."),
+    n_train: int = typer.Option(1000),
+    n_test: int = typer.Option(200),
+    seed: int = typer.Option(0),
+):
+    """Generate synthetic visual reasoning problems (exact answers, worked solutions)."""
+    from srpo.data import write_synthetic
+
+    paths = write_synthetic(out, n_train=n_train, n_test=n_test, seed=seed)
+    typer.echo(f"wrote {paths}")
+
+
+@app.command()
+def score(
+    response: str = typer.Argument(..., help="A model response (five-block format)."),
+    solution: str = typer.Argument(..., help="The reference answer."),
+    preset: str = typer.Option("paper", help="paper | reference | grpo"),
+):
+    """Score one response with the SRPO reward and print every term."""
+    from dataclasses import asdict
+    import json
+
+    from srpo.rewards import score_response
+
+    typer.echo(json.dumps(asdict(score_response(response, solution, preset=preset)), indent=2))
+
+
+if __name__ == "__main__":
+    app()

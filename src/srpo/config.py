@@ -1,0 +1,228 @@
+"""Typed stage configs: a dataclass per stage, read from YAML with `--key value` CLI overrides.
+
+Unknown keys and ill-typed values are errors that name the key and where it came from. Keys of the TRL trainer
+config that we do not model go under `trainer:` in YAML (or `--trainer.KEY value` on the CLI) and are passed to
+`SFTConfig` / `GRPOConfig` unchanged, so every TRL knob stays reachable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key and its origin."""
+
+
+@dataclass
+class ModelOptions:
+    """How the policy is loaded and which of its parts train."""
+
+    model: str = ""
+    freeze_vision: bool = True  # SPEC §3/§5: vision tower and projector frozen
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    max_pixels: int | None = None  # SPEC §3: 262144 for real models; None keeps the processor's own setting
+
+
+@dataclass
+class SFTStageConfig(ModelOptions):
+    """Stage 1 SFT on reflection data (SPEC §3.5)."""
+
+    dataset: str = ""  # a `srpo reflect` output dir (dataset/ inside) or a datasets dir with prompt/completion/images
+    output_dir: str = "outputs/sft"
+    learning_rate: float = 1e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 8
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1
+    max_length: int = 4096
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    seed: int = 42
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    system_prompt: str = "sft"
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RLStageConfig(ModelOptions):
+    """Stage 2 reflection-aware GRPO (SPEC §4, §5)."""
+
+    dataset: str = ""  # problems file/dir (JSONL, Parquet or datasets dir) in the srpo problem schema
+    output_dir: str = "outputs/rl"
+    preset: str = "paper"  # paper | reference | grpo (SPEC §4)
+    system_prompt: str = "reflection"
+    num_generations: int = 8  # SPEC §5 group size
+    prompts_per_step: int = 128  # SPEC §5: 128 prompts per step
+    per_device_train_batch_size: int = 8  # completions per device per micro-batch
+    temperature: float = 1.0
+    learning_rate: float = 1e-6
+    lr_scheduler_type: str = "cosine_with_min_lr"
+    min_lr_rate: float = 0.1  # SPEC §5: min 10%
+    warmup_ratio: float = 0.03
+    beta: float = 0.0  # SPEC §5: no KL
+    loss_type: str = "grpo"  # SPEC §5: GRPO; TRL's default is dapo
+    scale_rewards: str = "group"  # (r - mean) / (std + eps) per prompt group
+    max_prompt_length: int = 1024  # TRL does not truncate prompts: longer ones are rejected up front
+    max_completion_length: int = 2048
+    group_accuracy_filter: list[float] | None = None  # e.g. [0.1, 0.9] (SPEC §5 optional online filter)
+    max_steps: int = 500
+    num_train_epochs: float = 1.0
+    logging_steps: int = 1
+    save_steps: int = 50
+    save_total_limit: int | None = 2
+    seed: int = 42
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Build `cls` from a YAML file, then apply `--key value` overrides (dotted keys reach into `trainer`)."""
+    values: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of keys to values")
+        values.update(loaded)
+        origin = str(path)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(f"{origin}: unknown key '{key}' for {cls.__name__}; known keys: {sorted(names)}")
+    origins = {key: origin for key in values}
+    for key, value in parse_overrides(overrides or []).items():
+        top, _, sub = key.partition(".")
+        if top not in names:
+            raise ConfigError(f"command line: unknown option '--{key}' for {cls.__name__}; known: {sorted(names)}")
+        if sub:
+            if top != "trainer":
+                raise ConfigError(f"command line: '--{key}': only 'trainer.' keys may be dotted")
+            values.setdefault("trainer", {})
+            values["trainer"] = {**values["trainer"], sub: value}
+        else:
+            values[top] = value
+        origins[top] = "command line"
+    for key, value in values.items():
+        values[key] = _coerce(value, names[key].type, f"{origins[key]}: '{key}'")
+    return cls(**values)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`--key value`, `--key=value` and bare `--flag` (true) into a dict; values are read as YAML scalars."""
+    result: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"command line: expected --key value, got '{arg}'")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"
+        result[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return result
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    hint = _resolve(annotation)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(v, args[0], where) if args else v for v in value]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _resolve(annotation: Any) -> Any:
+    if isinstance(annotation, str):  # `from __future__ import annotations` keeps them as strings
+        return eval(annotation, {**vars(typing), "Any": Any, "list": list, "dict": dict})  # noqa: S307
+    return annotation
+
+
+def to_yaml(config: Any) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+@dataclass
+class ReflectConfig:
+    """Stage 1 data building (SPEC §3.2-§3.4): attempts, teacher reflections, filters."""
+
+    problems: str = ""
+    policy: str = ""  # a model path (local batched generation)
+    out: str = "outputs/reflect"
+    teacher: str = "oracle"
+    system_prompt: str = "attempt"
+    attempt_temperature: float = 0.2  # SPEC §3.2
+    attempt_max_new_tokens: int = 1024  # SPEC §3.2
+    batch_size: int = 8
+    right_fraction: float | None = 0.3  # SPEC §3.3: about 30% right, 70% wrong; None keeps the natural mix
+    limit: int | None = None  # use only the first N problems
+    max_examples: int | None = None
+    min_reasoning_chars: int = 1
+    max_reasoning_chars: int = 8000
+    max_reflection_chars: int = 4000
+    target_shape: str = "sft"  # sft: SPEC §1 SFT target (no second think); five_block: with the second think
+    seed: int = 0

@@ -1,0 +1,247 @@
+"""Load a policy and its processor: a real checkpoint, or a tiny Qwen2.5-VL built offline in seconds.
+
+The tiny model has the real architecture (Qwen2_5_VLForConditionalGeneration) with small dimensions, a byte-level
+BPE tokenizer trained locally on `assets/tokenizer_corpus.txt` (shipped, so it is stable across versions), the Qwen
+special tokens and chat template, and the PIL image processor. Everything that takes a model takes a path, so the
+same code runs on `Qwen/Qwen2.5-VL-7B-Instruct`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2VLImageProcessorPil,
+)
+
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+# The SRPO tags are ordinary (decoded) tokens; one token each keeps a tiny model's job simple.
+REASONING_TAGS = ["<think>", "</think>", "<answer>", "</answer>", "<reflection>", "</reflection>"]
+
+# Qwen2-VL's chat template (images as <|vision_start|><|image_pad|><|vision_end|>), default system prompt included.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class ModelLoadError(ValueError):
+    """A model or processor path that cannot be used; the message says which and how to fix it."""
+
+
+class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL processor without the video processor, which requires torchvision (absent on CPU machines)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        # The parent takes (image, tokenizer, video); ProcessorMixin reads our signature and keeps the first two.
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+# Without this, AutoProcessor cannot resolve the class name saved in processor_config.json and silently
+# returns a bare tokenizer.
+AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageProcessor, exist_ok=True)
+
+
+@dataclass
+class TinyModelSpec:
+    """Dimensions of the offline tiny Qwen2.5-VL. Image side lengths are multiples of 28 (patch 14 x merge 2)."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 192
+    intermediate_size: int = 512
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 6
+    num_key_value_heads: int = 2
+    vision_hidden_size: int = 96
+    vision_intermediate_size: int = 192
+    vision_depth: int = 2
+    vision_num_heads: int = 2
+    min_pixels: int = 28 * 28 * 4
+    max_pixels: int = 28 * 28 * 64
+    max_position_embeddings: int = 4096
+    seed: int = 0
+
+
+def _corpus_lines() -> list[str]:
+    text = resources.files("srpo").joinpath("assets/tokenizer_corpus.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the shipped corpus; digits split one by one as Qwen's tokenizer does."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=QWEN_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus_lines(), trainer=trainer)
+    tokenizer.add_tokens(REASONING_TAGS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=QWEN_SPECIAL_TOKENS[1:],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=8192,
+        padding_side="left",
+    )
+    return fast
+
+
+def build_tiny_processor(spec: TinyModelSpec | None = None) -> Qwen2_5_VLImageProcessor:
+    spec = spec or TinyModelSpec()
+    tokenizer = build_tiny_tokenizer(spec.vocab_size)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_VLConfig:
+    spec = spec or TinyModelSpec()
+    head_dim = spec.hidden_size // spec.num_attention_heads
+    # Multimodal RoPE splits head_dim/2 frequencies over (time, height, width); Qwen uses [16, 24, 24] of 64.
+    quarter = head_dim // 8
+    mrope_section = [head_dim // 2 - 3 * quarter, quarter * 3 // 2, quarter * 3 // 2]
+    mrope_section[0] = head_dim // 2 - mrope_section[1] - mrope_section[2]
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+    return Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.intermediate_size,
+            "num_hidden_layers": spec.num_hidden_layers,
+            "num_attention_heads": spec.num_attention_heads,
+            "num_key_value_heads": spec.num_key_value_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": spec.vision_depth,
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_intermediate_size,
+            "num_heads": spec.vision_num_heads,
+            "out_hidden_size": spec.hidden_size,
+            "fullatt_block_indexes": [spec.vision_depth - 1],
+            "window_size": 112,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_model(
+    output_dir: str | Path | None = None, spec: TinyModelSpec | None = None
+) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLImageProcessor]:
+    """A randomly initialised tiny Qwen2.5-VL and its processor; saved to `output_dir` when given."""
+    spec = spec or TinyModelSpec()
+    processor = build_tiny_processor(spec)
+    config = build_tiny_config(processor.tokenizer, spec)
+    torch.manual_seed(spec.seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        model.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        (output_dir / "srpo_tiny_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    return model, processor
+
+
+def load_processor(path: str | Path):
+    """The checkpoint's processor; falls back to the image-only processor when the stock one needs torchvision."""
+    path = str(path)
+    _check_local_path(path)
+    error: Exception | None = None
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        if hasattr(processor, "image_processor"):
+            return processor
+    except (ImportError, ValueError, TypeError, OSError) as exc:  # stock Qwen-VL processor demands torchvision
+        error = exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{path}: no usable processor (tokenizer + image processor) found: {exc}"
+            + (f" (AutoProcessor said: {error})" if error else "")
+        ) from exc
+    chat_template = getattr(tokenizer, "chat_template", None) or CHAT_TEMPLATE
+    return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=chat_template)
+
+
+def load_model(path: str | Path, *, dtype: str | torch.dtype = "auto", device_map=None):
+    """A vision-language model from a local checkpoint or hub id, through the Auto classes."""
+    path = str(path)
+    _check_local_path(path)
+    try:
+        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map)
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot load model weights/config: {exc}") from exc
+
+
+def load_policy(path: str | Path, **kwargs):
+    """(model, processor) for a checkpoint path."""
+    return load_model(path, **kwargs), load_processor(path)
+
+
+def _check_local_path(path: str) -> None:
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
+    if looks_local and not Path(path).expanduser().exists():
+        raise ModelLoadError(
+            f"model path '{path}' does not exist. Pass a checkpoint directory (config.json + weights) or a hub id "
+            "such as 'Qwen/Qwen2.5-VL-7B-Instruct'; `srpo build-tiny-model DIR` makes an offline tiny model."
+        )
+    if looks_local and not (Path(path).expanduser() / "config.json").exists():
+        raise ModelLoadError(f"model path '{path}' has no config.json: it is not a Hugging Face checkpoint directory.")

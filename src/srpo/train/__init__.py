@@ -1,0 +1,1 @@
+"""Stage trainers: configure TRL's SFTTrainer and GRPOTrainer for SRPO, nothing more."""

@@ -1,0 +1,177 @@
+"""Stage 2: reflection-aware GRPO with TRL's GRPOTrainer and the SRPO reward (SPEC §4, §5)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import datasets
+from trl import GRPOConfig, GRPOTrainer
+
+from srpo.config import RLStageConfig
+from srpo.data import load_problems, problems_to_dataset
+from srpo.prompts import problem_messages, system_prompt
+from srpo.rewards import PRESETS, reward_functions, reward_weights, score_response
+from srpo.train.common import (
+    last_checkpoint,
+    load_trainable_policy,
+    lora_config,
+    save_final,
+    trainer_precision_args,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class PromptTooLongError(ValueError):
+    """A prompt (question + image tokens) longer than max_prompt_length: GRPO would not truncate it."""
+
+
+class SRPOGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer plus SPEC §5's optional online filter, hooked where whole groups' rewards are first gathered."""
+
+    def __init__(self, *args, group_accuracy_filter: tuple[float, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group_accuracy_filter = group_accuracy_filter
+        self._final_column = [getattr(f, "__name__", "") for f in self.reward_funcs].index("final_correct")
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.group_accuracy_filter is None:
+            return rewards
+        low, high = self.group_accuracy_filter
+        groups = rewards.view(-1, self.num_generations, rewards.shape[1])
+        accuracy = groups[:, :, self._final_column].mean(dim=1)
+        dropped = (accuracy < low) | (accuracy > high)
+        # A dropped group gets each term's group mean: zero std, zero advantage, no gradient; logged means unchanged.
+        groups[dropped] = groups[dropped].mean(dim=1, keepdim=True).expand_as(groups[dropped])
+        self._metrics["train"]["filter/dropped_group_fraction"].append(dropped.float().mean().item())
+        return groups.view_as(rewards)
+
+
+def final_correct_reward(token_count=None):
+    """Weight-0 reward column: final-answer correctness, logged per step and read by the group filter."""
+
+    def final_correct(completions, answer, choices=None, **_):
+        choices = choices or [None] * len(completions)
+        return [
+            float(bool(score_response(_text(c), a, preset="paper", token_count=token_count, choices=ch).final_correct))
+            for c, a, ch in zip(completions, answer, choices)
+        ]
+
+    return final_correct
+
+
+def _text(completion) -> str:
+    if isinstance(completion, str):
+        return completion
+    content = completion[-1]["content"] if completion else ""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def build_rl_dataset(cfg: RLStageConfig, processor) -> datasets.Dataset:
+    problems = load_problems(cfg.dataset)
+    system = system_prompt(cfg.system_prompt) if cfg.system_prompt else None
+    check_prompt_lengths(problems, processor, system, cfg.max_prompt_length)
+    ds = problems_to_dataset(problems)
+
+    def to_row(row):
+        prompt = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": row["question"]}
+        ]
+        return {"prompt": prompt}
+
+    return ds.map(to_row)
+
+
+def check_prompt_lengths(problems, processor, system: str | None, max_prompt_length: int) -> None:
+    """Reject over-long prompts by id: GRPOTrainer does not truncate, and cutting image tokens crashes the model."""
+    too_long = []
+    for problem in problems:
+        messages = problem_messages(problem.question, len(problem.images), system)
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        n_tokens = processor(text=[text], images=problem.images or None, return_tensors="pt")["input_ids"].shape[1]
+        if n_tokens > max_prompt_length:
+            too_long.append(f"{problem.id} ({n_tokens} tokens)")
+    if too_long:
+        raise PromptTooLongError(
+            f"{len(too_long)} prompt(s) exceed max_prompt_length={max_prompt_length}: {', '.join(too_long[:5])}"
+            f"{' ...' if len(too_long) > 5 else ''}. Raise max_prompt_length, lower max_pixels, or drop them."
+        )
+
+
+def grpo_args(cfg: RLStageConfig) -> GRPOConfig:
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"preset '{cfg.preset}' is unknown; choose one of {PRESETS}")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    completions_per_step = cfg.prompts_per_step * cfg.num_generations
+    per_micro_step = cfg.per_device_train_batch_size * world_size
+    if completions_per_step % per_micro_step:
+        raise ValueError(
+            f"prompts_per_step x num_generations = {completions_per_step} must be a multiple of "
+            f"per_device_train_batch_size x world size = {per_micro_step}"
+        )
+    weights = reward_weights(cfg.preset) + [0.0]  # final_correct is logged, not rewarded
+    return GRPOConfig(
+        output_dir=cfg.output_dir,
+        num_generations=cfg.num_generations,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=completions_per_step // per_micro_step,
+        temperature=cfg.temperature,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_rate} if cfg.lr_scheduler_type == "cosine_with_min_lr" else None,
+        warmup_ratio=cfg.warmup_ratio,
+        beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        max_completion_length=cfg.max_completion_length,
+        reward_weights=weights,
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        report_to=cfg.report_to,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
+        # Rollouts come from the policy being trained: no vLLM importance-sampling correction unless asked.
+        vllm_importance_sampling_correction=False,
+        **trainer_precision_args(cfg),
+        **cfg.trainer,
+    )
+
+
+def build_rl_trainer(cfg: RLStageConfig) -> SRPOGRPOTrainer:
+    if cfg.use_vllm:
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise ImportError("use_vllm: true needs vLLM: `pip install srpo[vllm]` on a GPU machine") from None
+    model, processor = load_trainable_policy(cfg)
+    args = grpo_args(cfg)
+    tokenizer = processor.tokenizer
+
+    def token_count(text: str) -> int:  # SPEC §4: lengths in the policy's own tokens
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return SRPOGRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(cfg.preset, token_count=token_count) + [final_correct_reward(token_count)],
+        args=args,
+        train_dataset=build_rl_dataset(cfg, processor),
+        processing_class=processor,
+        peft_config=lora_config(cfg),
+        group_accuracy_filter=tuple(cfg.group_accuracy_filter) if cfg.group_accuracy_filter else None,
+    )
+
+
+def run_rl(cfg: RLStageConfig) -> Path:
+    """Train, resuming from the newest checkpoint in output_dir; returns the final model directory."""
+    trainer = build_rl_trainer(cfg)
+    trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
+    return save_final(trainer, Path(cfg.output_dir) / "final")
