@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 app = typer.Typer(help="SRPO: reflection-aware RL for multimodal LLMs, on TRL.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+                  pretty_exceptions_enable=False)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 

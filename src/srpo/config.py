@@ -181,6 +181,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint in (int, float) and isinstance(value, str):  # YAML 1.1 reads '3e-6' as a string
+        try:
+            value = hint(value)
+        except ValueError:
+            pass
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -1,0 +1,28 @@
+"""Problem records: schema, loaders/writers, and procedural synthetic problems."""
+
+from srpo.data.loaders import (
+    DataError,
+    LoadReport,
+    load_problems,
+    problems_to_dataset,
+    row_to_problem,
+    save_problems,
+)
+from srpo.data.schema import ANSWER_TYPES, CHOICE_LETTERS, Problem, ProblemError
+from srpo.data.synthetic import FAMILIES, generate_problems, write_synthetic
+
+__all__ = [
+    "ANSWER_TYPES",
+    "CHOICE_LETTERS",
+    "DataError",
+    "FAMILIES",
+    "LoadReport",
+    "Problem",
+    "ProblemError",
+    "generate_problems",
+    "load_problems",
+    "problems_to_dataset",
+    "row_to_problem",
+    "save_problems",
+    "write_synthetic",
+]

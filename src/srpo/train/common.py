@@ -60,7 +60,7 @@ def trainer_precision_args(options: ModelOptions) -> dict[str, Any]:
     return {
         "bf16": options.bf16 and on_gpu,
         "use_cpu": not on_gpu,
-        "gradient_checkpointing": options.gradient_checkpointing,
+        "activation_checkpointing": options.gradient_checkpointing,
     }
 
 

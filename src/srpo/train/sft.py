@@ -62,7 +62,7 @@ def build_sft_trainer(cfg: SFTStageConfig) -> SFTTrainer:
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
         max_length=cfg.max_length,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,

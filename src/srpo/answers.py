@@ -1,0 +1,636 @@
+"""Answer extraction and verification (SPEC §4 "Answer verification").
+
+* :func:`extract_answer` turns the content of an ``<answer>`` block into the bare answer (last ``\\boxed{}``,
+  else the text without ``$..$`` / ``\\(..\\)`` delimiters).
+* :func:`extract_choice_letter` finds a multiple-choice option letter robustly.
+* :func:`is_correct` decides whether a predicted answer matches the reference answer: multiple-choice letters
+  and option texts, fast paths for plain numbers / fractions / percentages, then math-verify (gold parsed as
+  ``$gold$``; prediction parsed with expression, LaTeX and string extraction; ``verify(gold, pred)``), every
+  math-verify call bounded in time. It never raises and caches its results.
+
+Time bounds (SPEC §4 "Each call bounded in time; a timeout is wrong, never a crash")
+---------------------------------------------------------------------------------------
+math-verify's own timeout uses ``signal.alarm`` (whole seconds, main thread only). In the main thread we use it
+(``parsing_timeout`` / ``timeout_seconds`` = ``ceil(timeout)``, at least 1 s, per call: parse gold, parse
+prediction, verify). In any other thread (e.g. an async reward loop) the check runs in a small pool of helper
+processes (``python -c`` children started with :mod:`subprocess`, so the parent's ``__main__`` is never
+re-imported), where math-verify again runs in a main thread with its SIGALRM timeouts; the parent waits at most
+``3 * ceil(timeout) + 1`` seconds for the answer and kills and replaces a stuck helper. A timeout is ``False``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+__all__ = [
+    "extract_answer",
+    "extract_choice_letter",
+    "is_correct",
+    "normalize_answer",
+    "parse_number",
+    "clear_caches",
+    "DEFAULT_TIMEOUT",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 2.0  # seconds per math-verify call (brief: default 2 s)
+_CACHE_SIZE = 2**16
+_MAX_CACHED_LEN = 4096  # longer predictions are verified but not cached (bounds the cache's memory)
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_WS_RE = re.compile(r"\s+")
+
+
+def _as_str(x: object) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool) or x is None:
+        return ""
+    if isinstance(x, (int, float)):
+        return str(x)
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# extraction
+# ---------------------------------------------------------------------------------------------------------------
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _last_boxed(s: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (balanced braces), linear time. An unbalanced last box yields the rest
+    of the string (a truncated answer); no box -> None."""
+    start = None
+    for m in _BOXED_RE.finditer(s):
+        start = m.end()
+    if start is None:
+        return None
+    depth = 1
+    i = start
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n:  # skip escaped characters such as \{ \}
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return s[start:i]
+        i += 1
+    return s[start:]
+
+
+_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+
+
+def _strip_delims(s: str) -> str:
+    s = s.strip()
+    for _ in range(4):  # a few nested layers at most, e.g. "$ \( x \) $"
+        changed = False
+        for left, right in _DELIMS:
+            if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
+                s = s[len(left) : len(s) - len(right)].strip()
+                changed = True
+                break
+        if not changed:
+            break
+    # stray unmatched delimiters left at the ends ("$5", "5$")
+    return s.strip().strip("$").strip()
+
+
+def extract_answer(text: str) -> str:
+    """Bare answer from an answer block's content: the content of the last ``\\boxed{...}`` (balanced braces)
+    when present, else the text without ``$...$`` / ``$$...$$`` / ``\\(...\\)`` / ``\\[...\\]`` delimiters and
+    surrounding whitespace. Never raises; non-str -> ``""``."""
+    try:
+        s = _as_str(text)
+        if not s:
+            return ""
+        boxed = _last_boxed(s) if "box" in s else None
+        if boxed is not None:
+            return _strip_delims(boxed)
+        return _strip_delims(s)
+    except Exception:  # pragma: no cover - defensive
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# multiple choice
+# ---------------------------------------------------------------------------------------------------------------
+
+_UNWRAP_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|textit|mathit|operatorname)\s*\{([^{}]*)\}")
+_SHORT_RE = re.compile(r"\s*[\(\[\{]?\s*([A-Za-z])\s*[\)\]\}]?\s*[.:)]?\s*")
+_LABEL_RE = re.compile(r"\s*[\(\[]?([A-Z])(?:[\)\]]\s*[.:]?|[.:])\s+\S")
+_ANCHOR_RE = re.compile(
+    r"(?:answer|option|choice)\s*(?:is|should\s+be|would\s+be|=)?\s*[:：]?\s*(?:option|choice)?\s*"
+    r"[\(\[]?\s*([A-Za-z])\s*[\)\]]?(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_PAREN_RE = re.compile(r"\(([A-Z])\)")
+_STANDALONE_RE = re.compile(r"(?<![A-Za-z0-9_\\'])([A-Z])(?![A-Za-z0-9_'])")
+
+
+def _clean_for_letter(s: str) -> str:
+    s = s.replace("**", "").replace("\\(", " ").replace("\\)", " ").replace("\\[", " ").replace("\\]", " ")
+    s = s.replace("$", " ")
+    s = _WS_RE.sub(" ", s)  # single spaces: keeps the anchored regexes free of polynomial backtracking
+    for _ in range(3):
+        new = _UNWRAP_RE.sub(r"\1", s)
+        if new == s:
+            break
+        s = new
+    return s
+
+
+def extract_choice_letter(text: str, n_choices: int | None = None) -> str | None:
+    """The multiple-choice option letter in ``text`` (upper case), or None.
+
+    Recognised, in order of preference: the content of the last ``\\boxed{}``; a text that is just a letter
+    (``B``, ``(B)``, ``B.``, ``B)``, ``\\text{B}``, ``$B$``; lower case ``b`` only when it stands alone like this);
+    a leading option label followed by the option text (``(B) 45``, ``B. 45``); an anchored phrase (``Answer: B``,
+    ``the answer is (B)``, ``option B``); a parenthesised capital ``(B)``; finally a single standalone capital
+    letter, where an article ``A`` / pronoun ``I`` followed by a lower-case word is not a candidate. When
+    ``n_choices`` is given only the first ``n_choices`` letters are valid. Never raises.
+    """
+    try:
+        s = _as_str(text)
+        if not s.strip():
+            return None
+        valid = _LETTERS
+        if isinstance(n_choices, int) and not isinstance(n_choices, bool) and 0 < n_choices <= 26:
+            valid = _LETTERS[:n_choices]
+        boxed = _last_boxed(s) if "box" in s else None
+        if boxed is not None:
+            r = _letter_in(boxed, valid, allow_sentence=False)
+            if r is not None:
+                return r
+        return _letter_in(s, valid, allow_sentence=True)
+    except Exception:  # pragma: no cover - defensive
+        return None
+
+
+def _letter_in(s: str, valid: str, *, allow_sentence: bool) -> str | None:
+    c = _clean_for_letter(s)
+    m = _SHORT_RE.fullmatch(c)
+    if m:
+        u = m.group(1).upper()
+        return u if u in valid else None
+    m = _LABEL_RE.match(c)
+    if m and m.group(1) in valid:
+        return m.group(1)
+    if not allow_sentence and len(c) > 200:
+        return None
+    last = None
+    for m in _ANCHOR_RE.finditer(c):
+        letter = m.group(1)
+        if letter.islower():
+            # a lower-case letter only when it clearly stands alone: "(b)" or followed by end / punctuation
+            rest = c[m.end() :].lstrip()
+            if not (m.group(0).rstrip().endswith(")") or not rest or rest[0] in ".,;:!?"):
+                continue
+        u = letter.upper()
+        if u in valid:
+            last = u
+    if last is not None:
+        return last
+    parens = [x for x in _PAREN_RE.findall(c) if x in valid]
+    if parens:
+        return parens[-1]
+    cands = []
+    for m in _STANDALONE_RE.finditer(c):
+        u = m.group(1)
+        if u not in valid:
+            continue
+        if u in "AI":  # article / pronoun followed by a lower-case word is not a choice
+            rest = c[m.end() : m.end() + 3]
+            if re.match(r"\s+[a-z]", rest):
+                continue
+        cands.append(u)
+    if cands and len(set(cands)) == 1:
+        return cands[0]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# normalisation and numbers
+# ---------------------------------------------------------------------------------------------------------------
+
+_LEFTRIGHT_RE = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])")
+_SPACING_RE = re.compile(r"\\[,;:! ]|\\q?quad(?![a-zA-Z])|~")
+_TEXT_ONLY_RE = re.compile(r"[A-Za-z][A-Za-z \-']*")
+
+
+def normalize_answer(s: str) -> str:
+    """Canonical string form for exact comparison: no delimiters, ``\\left``/``\\right`` and LaTeX spacing
+    removed, ``\\dfrac``/``\\tfrac`` -> ``\\frac``, whitespace and a trailing period removed, a whole-answer
+    ``\\text{..}`` unwrapped; plain words are case-folded."""
+    s = _strip_delims(_as_str(s))
+    m = _UNWRAP_RE.fullmatch(s)
+    if m:
+        s = m.group(1).strip()
+    s = s.replace("\u2212", "-")  # unicode minus
+    if len(s) > 1 and _TEXT_ONLY_RE.fullmatch(s):
+        return _WS_RE.sub(" ", s).strip().casefold().rstrip(".")
+    s = _LEFTRIGHT_RE.sub("", s)
+    s = _SPACING_RE.sub("", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\displaystyle", "")
+    s = _WS_RE.sub("", s)
+    return s.rstrip(".")
+
+
+_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PLAIN_NUM_RE = re.compile(rf"[+-]?{_NUM}(?:[eE][+-]?\d+)?")
+_THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_SLASH_FRAC_RE = re.compile(rf"([+-]?)({_NUM})/({_NUM})")
+_TEX_FRAC_RE = re.compile(rf"([+-]?)\\frac(?:\{{([+-]?{_NUM})\}}\{{([+-]?{_NUM})\}}|(\d)(\d))")
+_SCI_RE = re.compile(rf"([+-]?{_NUM})(?:\\times|\\cdot|\*)10\^(?:\{{([+-]?\d+)\}}|([+-]?\d))")
+_ASSIGN_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=")
+_DEGREE_RE = re.compile(r"(?:\^\{?\\circ\}?|°|\\degree|\^\{?\\degree\}?)$")
+_UNIT_TEXT_RE = re.compile(r"\\(?:text|mathrm|mbox)\{[^{}]*\}$")
+
+
+def parse_number(s: str) -> tuple[float, bool] | None:
+    """``(value, is_percent)`` when the *normalised* answer ``s`` is a plain number: an integer, decimal,
+    scientific (``1e-3``, ``3\\times10^{5}``), thousands-separated (``1,234``), slash or ``\\frac`` fraction of
+    numbers, optionally ``x=`` prefixed, with a trailing ``%`` / ``\\%`` (percent), degree sign or ``\\text{unit}``.
+    Non-finite values (overflow) and anything else -> None. Never raises."""
+    r = _parse_number(s)
+    if r is None or not math.isfinite(r[0]):
+        return None
+    return r
+
+
+def _parse_number(s: str) -> tuple[float, bool] | None:
+    """Unchecked parser behind :func:`parse_number`."""
+    try:
+        if not s or len(s) > 200:
+            return None
+        m = _ASSIGN_RE.match(s)
+        if m and m.end() < len(s):
+            s = s[m.end() :]
+        pct = False
+        for _ in range(2):
+            if s.endswith("\\%"):
+                s, pct = s[:-2], True
+            elif s.endswith("%"):
+                s, pct = s[:-1], True
+            s2 = _UNIT_TEXT_RE.sub("", s)
+            s2 = _DEGREE_RE.sub("", s2)
+            if s2 == s:
+                break
+            s = s2
+        if not s:
+            return None
+        if _PLAIN_NUM_RE.fullmatch(s):
+            return float(s), pct
+        if _THOUSANDS_RE.fullmatch(s):
+            return float(s.replace(",", "")), pct
+        m = _SLASH_FRAC_RE.fullmatch(s)
+        if m:
+            den = float(m.group(3))
+            if den == 0:
+                return None
+            v = float(m.group(2)) / den
+            return (-v if m.group(1) == "-" else v), pct
+        m = _TEX_FRAC_RE.fullmatch(s)
+        if m:
+            num, den = (m.group(2), m.group(3)) if m.group(2) is not None else (m.group(4), m.group(5))
+            d = float(den)
+            if d == 0:
+                return None
+            v = float(num) / d
+            return (-v if m.group(1) == "-" else v), pct
+        m = _SCI_RE.fullmatch(s)
+        if m:
+            exp = m.group(2) if m.group(2) is not None else m.group(3)
+            return float(m.group(1)) * 10.0 ** int(exp), pct
+        return None
+    except (ValueError, OverflowError):
+        return None
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def _numbers_equal(p: tuple[float, bool], g: tuple[float, bool]) -> bool:
+    """Relative tolerance 1e-6; a percentage matches both its value and its value / 100 (as math-verify)."""
+
+    def vals(x: tuple[float, bool]) -> tuple[float, ...]:
+        return (x[0], x[0] / 100.0) if x[1] else (x[0],)
+
+    return any(_close(a, b) for a in vals(p) for b in vals(g))
+
+
+def _cannot_be_number(ns: str) -> bool:
+    """A normalised answer with no digit and no LaTeX command (a word, a variable, a letter) cannot equal a
+    plain number: decided without math-verify."""
+    return not any(ch.isdigit() for ch in ns) and "\\" not in ns
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# math-verify (bounded in time)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _alarm_seconds(timeout: float) -> int:
+    return max(1, int(math.ceil(timeout)))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _parse_gold(gold: str, seconds: int):
+    from math_verify import parse
+
+    # SPEC §4: "parse the reference wrapped as $gold$"
+    return parse(f"${gold}$", parsing_timeout=seconds)
+
+
+def _mv_check(pred: str, gold: str, seconds: int) -> bool:
+    """math-verify in the *main thread* of this process, each call bounded by SIGALRM (math-verify's timeout)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
+
+    try:
+        gold_parsed = _parse_gold(gold, seconds)
+        if not gold_parsed:
+            return False
+        # SPEC §4: prediction parsed with string, LaTeX and expression extraction. The extracted prediction is
+        # re-wrapped in $..$ so that LaTeX extraction sees it (a bare "\sqrt{2}" is otherwise missed).
+        pred_parsed = parse(
+            f"${pred}$",
+            extraction_config=[ExprExtractionConfig(), LatexExtractionConfig(), StringExtractionConfig()],
+            parsing_timeout=seconds,
+        )
+        if not pred_parsed:
+            return False
+        # math-verify's documented argument order: gold first, prediction second.
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
+    except BaseException as e:  # TimeoutException derives from BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        return False
+
+
+class _Helper:
+    """One helper process running :func:`_helper_main`; talks over a socketpair wrapped in a Connection."""
+
+    def __init__(self) -> None:
+        from multiprocessing.connection import Connection
+
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([pkg_root, *sys.path[1:], env.get("PYTHONPATH", "")]).strip(os.pathsep)
+        cfd = child.fileno()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", f"import srpo.answers as a; a._helper_main({cfd})"],
+                pass_fds=(cfd,),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        if not self.conn.poll(120) or self.conn.recv() != "ready":
+            self.kill()
+            raise RuntimeError("math-verify helper process did not start")
+
+    def kill(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+
+
+def _helper_main(fd: int) -> None:  # pragma: no cover - runs in the helper process
+    from multiprocessing.connection import Connection
+
+    import math_verify  # noqa: F401  (import before announcing readiness)
+
+    conn = Connection(fd)
+    conn.send("ready")
+    while True:
+        try:
+            pred, gold, seconds = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            res = _mv_check(pred, gold, seconds)
+        except BaseException:
+            res = False
+        try:
+            conn.send(bool(res))
+        except (EOFError, OSError):
+            return
+
+
+class _HelperPool:
+    """At most ``size`` helper processes, shared by all non-main threads."""
+
+    def __init__(self, size: int = 2) -> None:
+        self._sem = threading.BoundedSemaphore(size)
+        self._idle: list[_Helper] = []
+        self._lock = threading.Lock()
+
+    def check(self, pred: str, gold: str, seconds: int) -> bool:
+        with self._sem:
+            with self._lock:
+                helper = self._idle.pop() if self._idle else None
+            if helper is None:
+                try:
+                    helper = _Helper()
+                except Exception:
+                    logger.warning("could not start a math-verify helper process; answer counted wrong", exc_info=True)
+                    return False
+            ok = False
+            try:
+                helper.conn.send((pred, gold, seconds))
+                # three bounded math-verify calls (parse gold, parse prediction, verify) + IPC slack
+                if helper.conn.poll(3 * seconds + 1.0):
+                    res = bool(helper.conn.recv())
+                    ok = True
+                    return res
+                logger.warning("math-verify helper timed out; restarting it")
+                return False
+            except (EOFError, OSError):
+                return False
+            finally:
+                if ok:
+                    with self._lock:
+                        self._idle.append(helper)
+                else:
+                    helper.kill()
+
+    def close(self) -> None:
+        with self._lock:
+            helpers, self._idle = self._idle, []
+        for h in helpers:
+            h.kill()
+
+
+_POOL = _HelperPool(size=int(os.environ.get("SRPO_VERIFY_WORKERS", "2") or 2))
+
+
+def _math_verify(pred: str, gold: str, timeout: float) -> bool:
+    seconds = _alarm_seconds(timeout)
+    if threading.current_thread() is threading.main_thread():
+        return _mv_check(pred, gold, seconds)
+    return _POOL.check(pred, gold, seconds)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# is_correct
+# ---------------------------------------------------------------------------------------------------------------
+
+_OPTION_LABEL_RE = re.compile(r"\s*[\(\[]?[A-Z][\)\]\.:]\s*")
+
+
+def _option_text(choice: str) -> str:
+    """Option text without a leading label such as ``(A)`` / ``A.`` / ``A:``."""
+    m = _OPTION_LABEL_RE.match(choice)
+    if m and m.end() < len(choice):
+        choice = choice[m.end() :]
+    return choice
+
+
+def _texts_equal(a: str, b: str) -> bool:
+    na, nb = normalize_answer(extract_answer(a)), normalize_answer(extract_answer(b))
+    if not na or not nb:
+        return False
+    if na == nb:
+        return True
+    va, vb = parse_number(na), parse_number(nb)
+    return va is not None and vb is not None and _numbers_equal(va, vb)
+
+
+def _gold_letter(gold: str, choices: tuple[str, ...] | None) -> str | None:
+    """The option letter when the reference is a letter (A-Z; a lower-case letter only with ``choices``), or
+    when ``choices`` are given and the reference equals exactly one option's text."""
+    g = _strip_delims(gold)
+    b = _last_boxed(g) if "box" in g else None
+    if b is not None:
+        g = _strip_delims(b)
+    g = _clean_for_letter(g).strip().strip("().[]").strip()
+    n = len(choices) if choices else 26
+    if len(g) == 1 and "A" <= g <= "Z" and (not choices or ord(g) - 65 < n):
+        return g
+    if choices and len(g) == 1 and "a" <= g <= "z" and ord(g) - 97 < n:
+        return g.upper()
+    if choices:
+        hits = [i for i, c in enumerate(choices) if _texts_equal(_option_text(c), gold)]
+        if len(hits) == 1 and hits[0] < 26:
+            return _LETTERS[hits[0]]
+    return None
+
+
+def _is_correct_impl(pred: str, gold: str, choices: tuple[str, ...] | None, timeout: float) -> bool:
+    if not pred.strip() or not gold.strip():
+        return False
+    letter = _gold_letter(gold, choices)
+    if letter is not None:
+        # SPEC §4 multiple choice: compare option letters; an answer equal to the gold option's text also counts.
+        if extract_choice_letter(pred, len(choices) if choices else None) == letter:
+            return True
+        if choices and ord(letter) - 65 < len(choices):
+            return _texts_equal(pred, _option_text(choices[ord(letter) - 65]))
+        return False
+    pe, ge = extract_answer(pred), extract_answer(gold)
+    if not pe or not ge:
+        return False
+    np_, ng = normalize_answer(pe), normalize_answer(ge)
+    if not np_ or not ng:
+        return False
+    if np_ == ng:  # fast path 1: normalised string equality
+        return True
+    vp, vg = parse_number(np_), parse_number(ng)
+    if vp is not None and vg is not None:  # fast path 2: plain numbers / fractions / percent
+        return _numbers_equal(vp, vg)
+    if (vg is not None and _cannot_be_number(np_)) or (vp is not None and _cannot_be_number(ng)):
+        return False  # fast path 3: a number vs a word / letter / variable
+    if _TEXT_ONLY_RE.fullmatch(np_) and _TEXT_ONLY_RE.fullmatch(ng):
+        return False  # two different plain words (already case-folded and compared)
+    return _math_verify(pe, ge, timeout)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _is_correct_cached(pred: str, gold: str, choices: tuple[str, ...] | None, timeout: float) -> bool:
+    return _is_correct_impl(pred, gold, choices, timeout)
+
+
+def _choices_key(choices: object) -> tuple[str, ...] | None:
+    if choices is None or isinstance(choices, (str, bytes)):
+        return None
+    try:
+        out = tuple(_as_str(c) for c in choices)  # type: ignore[union-attr]
+    except TypeError:
+        return None
+    return out or None
+
+
+def is_correct(
+    prediction: str,
+    gold: str,
+    *,
+    choices: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> bool:
+    """Whether ``prediction`` (the raw content of an ``<answer>`` block, may hold ``$\\boxed{..}$``) matches the
+    reference answer ``gold`` (SPEC §4 "Answer verification").
+
+    * Multiple choice (``gold`` a letter A-Z, or a lower-case letter / an option's text when ``choices`` are
+      given): the prediction's option letter (:func:`extract_choice_letter`) must equal it, or the prediction's
+      text must equal the gold option's text (normalised, or numerically).
+    * Otherwise fast paths first: normalised string equality; both plain numbers / fractions / percentages ->
+      relative tolerance 1e-6 (``\\frac{1}{2}`` == 0.5 == 1/2); a number against a word / letter -> False.
+    * Then math-verify: ``parse("$gold$")``, the extracted prediction parsed with expression, LaTeX and string
+      extraction, ``verify(gold_parsed, pred_parsed)`` (gold first), each call bounded by ``timeout`` seconds
+      (rounded up to whole seconds, see the module docstring). A timeout is False.
+
+    Never raises (any exception -> False). Results are cached per (prediction, gold, choices, timeout).
+    """
+    try:
+        p, g = _as_str(prediction), _as_str(gold)
+        ch = _choices_key(choices)
+        t = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_TIMEOUT
+        if len(p) > _MAX_CACHED_LEN or len(g) > _MAX_CACHED_LEN:
+            return _is_correct_impl(p, g, ch, t)
+        return _is_correct_cached(p, g, ch, t)
+    except Exception:
+        logger.debug("is_correct failed", exc_info=True)
+        return False
+
+
+def clear_caches(include_math_verify: bool = True) -> None:
+    """Empty this module's result caches (and math-verify's internal LaTeX / expression parse caches)."""
+    _is_correct_cached.cache_clear()
+    _parse_gold.cache_clear()
+    if include_math_verify:
+        try:
+            from math_verify import parser as _p
+
+            for name in ("parse_latex_cached", "parse_expr_cached"):
+                f = getattr(_p, name, None)
+                if f is not None and hasattr(f, "cache_clear"):
+                    f.cache_clear()
+        except Exception:  # pragma: no cover
+            pass

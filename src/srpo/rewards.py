@@ -1,0 +1,395 @@
+"""SRPO rewards (SPEC §4, Eqs. 4-8 of the paper) with three presets, plus TRL adapters.
+
+Presets (``PRESETS``)
+---------------------
+``paper`` (default, SPEC §4 paper preset)::
+
+    R_total = R_format + R_accuracy + I_eff + I_ref + alpha * f_len(L)
+
+``reference`` (SPEC §4 reference preset, the released OpenRLHF training code)::
+
+    R = acc + fmt + 0.1 * f_len
+
+``grpo`` (the paper's plain-GRPO baseline; not defined by the SPEC formulas, our documented choice)::
+
+    R = 1.0 * [final answer correct] + 0.5 * [format]
+
+where the format holds for a strict single-round ``<think>..</think> <answer>..</answer>`` response (same
+strictness rules as the five-block check) or for a five-block response. No length, reflection or effectiveness
+terms.
+
+Length term (SPEC §4)::
+
+    f_len(L) = exp(-((|L - T_target| / (T_max - T_target)) ** 2))
+    T_target = 2 * T0, T_max = 2.5 * T0, T0 = tokens(first think) + tokens(first answer), L = tokens(response)
+
+``T0 == 0`` (no think and no answer content): the length term is 0 (the formula would divide by zero; the
+released code returns 0 when ``T_max == 0``). ``T_max - T_target = 0.5 * T0 > 0`` otherwise, so no other guard is
+needed. Think / answer contents are whitespace-stripped before counting, as in the released code.
+
+Fields of :class:`RewardBreakdown` are the *weighted contributions* to ``total``: ``accuracy`` = R_accuracy
+(paper) / acc (reference) / final-answer accuracy (grpo); ``effectiveness`` = I_eff; ``reflection`` = I_ref;
+``length`` = ``alpha * f_len`` (already multiplied by alpha = 0.1); so ``total`` is exactly the sum of the terms
+of the preset, added in the preset's term order (``PRESET_TERMS``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from srpo.answers import is_correct
+from srpo.format import ParsedResponse, has_wellformed_reflection, is_five_block, is_single_round, parse_response
+
+__all__ = [
+    "PRESETS",
+    "PRESET_TERMS",
+    "TRANSITIONS",
+    "ALPHA",
+    "RewardBreakdown",
+    "score_response",
+    "max_total",
+    "min_total",
+    "reward_functions",
+    "reward_weights",
+    "transition_counts",
+    "default_token_count",
+    "length_factor",
+    "completion_text",
+]
+
+PRESETS = ("paper", "reference", "grpo")
+
+# Term order of each preset = order of reward_functions(preset) and of the summation of `total`.
+PRESET_TERMS: dict[str, tuple[str, ...]] = {
+    "paper": ("format", "accuracy", "effectiveness", "reflection", "length"),
+    "reference": ("accuracy", "format", "length"),
+    "grpo": ("accuracy", "format"),
+}
+
+TRANSITIONS = ("wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong")
+
+ALPHA = 0.1  # SPEC §4: alpha = 0.1 (both presets weight f_len by 0.1)
+
+# SPEC §4 paper preset
+_PAPER_FORMAT = 0.5
+_PAPER_ACCURACY = 0.5
+_PAPER_I_EFF = {"wrong_to_right": 0.5, "right_to_right": 0.25, "wrong_to_wrong": 0.0, "right_to_wrong": -0.25}
+_PAPER_I_REF = 0.25
+# SPEC §4 reference preset
+_REF_ACC = {"wrong_to_right": 1.0, "right_to_right": 0.75, "right_to_wrong": 0.25, "wrong_to_wrong": 0.0}
+_REF_FORMAT = 0.5
+# grpo preset
+_GRPO_ACCURACY = 1.0
+_GRPO_FORMAT = 0.5
+
+# Bounds. paper: SPEC §4 "Maximum 1.85" is the sum of the per-term maxima (0.5 + 0.5 + 0.5 + 0.25 + 0.1); since
+# R_accuracy = 0.5 needs a right first answer and I_eff = 0.5 a wrong one, the largest total a response can reach
+# is 1.6 (right->right). The minimum bound -0.25 is the sum of per-term minima; reachable totals are >= 0.
+_MAX_TOTAL = {"paper": 1.85, "reference": 1.6, "grpo": 1.5}
+_MIN_TOTAL = {"paper": -0.25, "reference": 0.0, "grpo": 0.0}
+
+
+def _check_preset(preset: object) -> str:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown reward preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    return preset  # type: ignore[return-value]
+
+
+def max_total(preset: str) -> float:
+    """Upper bound of ``total`` for ``preset`` (paper 1.85, reference 1.6, grpo 1.5; SPEC §4)."""
+    return _MAX_TOTAL[_check_preset(preset)]
+
+
+def min_total(preset: str) -> float:
+    """Lower bound of ``total`` for ``preset`` (paper -0.25 = the I_eff penalty; reference and grpo 0)."""
+    return _MIN_TOTAL[_check_preset(preset)]
+
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def default_token_count(text: str) -> int:
+    """Deterministic tokenizer-free approximation of a token count: the number of regex ``\\w+|[^\\w\\s]``
+    pieces (each word / number run and each punctuation or symbol character counts one). Training passes the
+    policy tokenizer's count instead (SPEC §4: "L = number of tokens ... (policy tokenizer)")."""
+    if not isinstance(text, str) or not text:
+        return 0
+    return sum(1 for _ in _TOKEN_RE.finditer(text))
+
+
+def length_factor(length: float, t0: float) -> float:
+    """f_len of SPEC §4 for a response of ``length`` tokens and a first attempt of ``t0`` tokens; 0 when
+    ``t0 <= 0`` (documented guard against the division by zero). 1 at L == 2*T0, e^-1 at L == 2.5*T0."""
+    if not t0 or t0 <= 0:
+        return 0.0
+    t_target = 2.0 * t0
+    t_max = 2.5 * t0
+    return math.exp(-((abs(length - t_target) / (t_max - t_target)) ** 2))
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """Per-term contributions of one response (see the module docstring for the field mapping).
+
+    ``first_correct`` / ``final_correct``: correctness of the first / last ``<answer>`` block, None when the
+    response has no answer block (with a single answer both refer to it). ``n_answers``: number of properly
+    closed answer blocks."""
+
+    format: float = 0.0
+    accuracy: float = 0.0
+    effectiveness: float = 0.0
+    reflection: float = 0.0
+    length: float = 0.0
+    total: float = 0.0
+    first_correct: bool | None = None
+    final_correct: bool | None = None
+    n_answers: int = 0
+
+    @property
+    def transition(self) -> str | None:
+        """``"wrong_to_right"``, ``"right_to_right"``, ``"right_to_wrong"`` or ``"wrong_to_wrong"`` (first ->
+        final answer); None with fewer than two answers."""
+        if self.n_answers < 2 or self.first_correct is None or self.final_correct is None:
+            return None
+        return _transition(self.first_correct, self.final_correct)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "accuracy": self.accuracy,
+            "effectiveness": self.effectiveness,
+            "reflection": self.reflection,
+            "length": self.length,
+            "total": self.total,
+            "first_correct": self.first_correct,
+            "final_correct": self.final_correct,
+            "n_answers": self.n_answers,
+            "transition": self.transition,
+        }
+
+
+def _transition(first: bool, final: bool) -> str:
+    return ("right" if first else "wrong") + "_to_" + ("right" if final else "wrong")
+
+
+def _length_term(text: str, parsed: ParsedResponse, token_count: Callable[[str], int]) -> float:
+    """alpha * f_len (SPEC §4). T0 from the first think and first answer, L over the whole response."""
+    t0 = token_count(parsed.first_think or "") + token_count(parsed.first_answer or "")
+    if t0 <= 0:
+        return 0.0  # T0 == 0: length term 0 (documented guard)
+    return ALPHA * length_factor(token_count(text), t0)
+
+
+def _as_gold(solution: object) -> str:
+    if isinstance(solution, str):
+        return solution
+    if isinstance(solution, bool) or solution is None:
+        return ""
+    if isinstance(solution, (int, float)):
+        return str(solution)
+    return ""
+
+
+def _as_choices(choices: object) -> tuple[str, ...] | None:
+    if choices is None or isinstance(choices, (str, bytes)):
+        return None
+    try:
+        out = tuple(c if isinstance(c, str) else str(c) for c in choices)  # type: ignore[union-attr]
+    except TypeError:
+        return None
+    return out or None
+
+
+def score_response(
+    response: str,
+    solution: str,
+    *,
+    preset: str = "paper",
+    token_count: Callable[[str], int] | None = None,
+    choices: Sequence[str] | None = None,
+) -> RewardBreakdown:
+    """Score one response against the reference answer ``solution`` with ``preset`` (SPEC §4).
+
+    ``token_count`` counts tokens for the length term (default :func:`default_token_count`); ``choices`` are the
+    options of a multiple-choice problem (their text also counts as a correct answer). Raises ``ValueError`` for
+    an unknown preset; never raises on any response string (non-str responses score as ``""``).
+    """
+    _check_preset(preset)
+    text = response if isinstance(response, str) else ""
+    gold = _as_gold(solution)
+    ch = _as_choices(choices)
+    tc = token_count if token_count is not None else default_token_count
+    parsed = parse_response(text)
+    n = len(parsed.answers)
+    first_correct: bool | None = None
+    final_correct: bool | None = None
+    if n:
+        first_correct = is_correct(parsed.answers[0], gold, choices=ch)
+        final_correct = first_correct if n == 1 else is_correct(parsed.answers[-1], gold, choices=ch)
+    transition = _transition(bool(first_correct), bool(final_correct)) if n >= 2 else None
+
+    if preset == "paper":
+        # SPEC §4 paper preset. R_format uses the strict five-block check (SPEC: "the five-block format").
+        fmt = _PAPER_FORMAT if is_five_block(text) else 0.0
+        acc = _PAPER_ACCURACY if first_correct else 0.0
+        # I_eff whenever there are 2+ answer blocks (first vs last); a single answer (no reflection): 0.
+        eff = _PAPER_I_EFF[transition] if transition is not None else 0.0
+        ref = _PAPER_I_REF if has_wellformed_reflection(text) else 0.0
+        length = _length_term(text, parsed, tc)
+        total = fmt + acc + eff + ref + length  # PRESET_TERMS["paper"] order
+        return RewardBreakdown(fmt, acc, eff, ref, length, total, first_correct, final_correct, n)
+
+    if preset == "reference":
+        # SPEC §4 reference preset. Released behaviour: fewer than two <think> or two <answer> blocks -> the
+        # released code fails (its length helper returns a 2-tuple that is unpacked into 3 names, the answer
+        # helper likewise) and the sample falls back to 0 for every term. Consequently the spec's "one answer
+        # block: 0.5 if right" branch of acc can never contribute and is not reachable here either.
+        if len(parsed.thinks) < 2 or n < 2:
+            return RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, first_correct, final_correct, n)
+        assert transition is not None
+        acc = _REF_ACC[transition]
+        fmt = _REF_FORMAT if is_five_block(text) else 0.0
+        length = _length_term(text, parsed, tc)
+        total = acc + fmt + length  # PRESET_TERMS["reference"] order
+        return RewardBreakdown(fmt, acc, 0.0, 0.0, length, total, first_correct, final_correct, n)
+
+    # grpo: plain-GRPO baseline. Accuracy of the final (last) answer; format for a single round or five blocks.
+    acc = _GRPO_ACCURACY if final_correct else 0.0
+    fmt = _GRPO_FORMAT if (is_single_round(text) or is_five_block(text)) else 0.0
+    total = acc + fmt  # PRESET_TERMS["grpo"] order
+    return RewardBreakdown(fmt, acc, 0.0, 0.0, 0.0, total, first_correct, final_correct, n)
+
+
+def transition_counts(breakdowns: Iterable[RewardBreakdown]) -> dict[str, int]:
+    """Counts of the four transitions over ``breakdowns``, plus ``"none"`` for those with fewer than two
+    answers. Pure."""
+    counts = {t: 0 for t in TRANSITIONS}
+    counts["none"] = 0
+    for b in breakdowns:
+        t = b.transition
+        counts[t if t is not None else "none"] += 1
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TRL adapters
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def completion_text(completion: object) -> str:
+    """Text of a TRL completion: a string, or conversational (a list of message dicts whose ``content`` is a str
+    or a list of ``{"type": "text", "text": ...}`` parts; assistant messages are joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        completion = [completion]
+    if not isinstance(completion, Sequence):
+        return ""
+    msgs = [m for m in completion if isinstance(m, Mapping)]
+    assistant = [m for m in msgs if m.get("role") == "assistant"]
+    parts: list[str] = []
+    for m in assistant or msgs:
+        content = m.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, Sequence):
+            for part in content:
+                if isinstance(part, Mapping) and part.get("type", "text") == "text":
+                    t = part.get("text")
+                    if isinstance(t, str):
+                        parts.append(t)
+                elif isinstance(part, str):
+                    parts.append(part)
+    return "".join(parts)
+
+
+class _BatchScorer:
+    """Scores a batch once and shares the breakdowns between the term functions of one preset (TRL calls each
+    reward function with the same batch in turn)."""
+
+    def __init__(self, preset: str, token_count: Callable[[str], int] | None) -> None:
+        self.preset = preset
+        self.token_count = token_count
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._value: list[RewardBreakdown] = []
+
+    def __call__(self, completions: Sequence[Any] | None, columns: Mapping[str, Any]) -> list[RewardBreakdown]:
+        completions = list(completions or [])
+        n = len(completions)
+        if "answer" not in columns:
+            raise ValueError("SRPO reward functions need the dataset column 'answer' (the reference answer)")
+        golds = columns["answer"]
+        golds = [golds] * n if isinstance(golds, str) else list(golds)
+        choices = columns.get("choices")
+        choices = [None] * n if choices is None else list(choices)
+        if len(golds) != n or len(choices) != n:
+            raise ValueError(f"got {n} completions but {len(golds)} answers / {len(choices)} choices")
+        texts = tuple(completion_text(c) for c in completions)
+        gold_s = tuple(_as_gold(g) for g in golds)
+        choice_t = tuple(_as_choices(c) for c in choices)
+        key = (texts, gold_s, choice_t)
+        with self._lock:
+            if key == self._key:
+                return self._value
+        value = [
+            score_response(t, g, preset=self.preset, token_count=self.token_count, choices=c)
+            for t, g, c in zip(texts, gold_s, choice_t)
+        ]
+        with self._lock:
+            self._key, self._value = key, value
+        return value
+
+
+def _log_batch_metrics(breakdowns: Sequence[RewardBreakdown], log_metric: Callable[[str, float], Any]) -> None:
+    """Transition rates (over completions with 2+ answers; 0.0 when there are none) and first / final answer
+    accuracy (over all completions; a missing answer counts as wrong)."""
+    counts = transition_counts(breakdowns)
+    with_two = sum(counts[t] for t in TRANSITIONS)
+    for t in TRANSITIONS:
+        log_metric(f"transitions/{t}", counts[t] / with_two if with_two else 0.0)
+    n = len(breakdowns)
+    log_metric("accuracy/first", sum(1 for b in breakdowns if b.first_correct) / n if n else 0.0)
+    log_metric("accuracy/final", sum(1 for b in breakdowns if b.final_correct) / n if n else 0.0)
+
+
+def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> Callable[..., list[float]]:
+    def reward(
+        prompts: Any = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Any = None,
+        log_metric: Callable[[str, float], Any] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        breakdowns = scorer(completions, kwargs)
+        if logs_metrics and callable(log_metric):
+            _log_batch_metrics(breakdowns, log_metric)
+        return [float(getattr(b, term)) for b in breakdowns]
+
+    reward.__name__ = f"{term}_reward"
+    reward.__qualname__ = f"{term}_reward"
+    reward.__doc__ = f"SRPO '{scorer.preset}' preset, term '{term}' (weighted contribution to the total reward)."
+    return reward
+
+
+def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | None = None) -> list[Callable]:
+    """TRL reward functions, one per term of ``preset`` in ``PRESET_TERMS[preset]`` order, named
+    ``<term>_reward`` so TRL logs each separately (SPEC §4 "Reward terms are logged separately"). Each returns
+    the term's weighted contribution, so with :func:`reward_weights` (all 1.0) TRL's weighted sum equals
+    ``RewardBreakdown.total``. The gold comes from the dataset column ``answer``, optional options from
+    ``choices``. The batch is scored once and shared by the functions; ``accuracy_reward`` also reports the four
+    transition rates and first / final accuracy through TRL's ``log_metric``."""
+    _check_preset(preset)
+    scorer = _BatchScorer(preset, token_count)
+    return [_make_term_function(scorer, term, logs_metrics=(term == "accuracy")) for term in PRESET_TERMS[preset]]
+
+
+def reward_weights(preset: str = "paper") -> list[float]:
+    """Weights for ``GRPOConfig.reward_weights``, same order as :func:`reward_functions`: all 1.0 (the terms are
+    already weighted)."""
+    return [1.0] * len(PRESET_TERMS[_check_preset(preset)])

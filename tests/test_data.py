@@ -1,0 +1,272 @@
+import io
+import json
+import re
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from srpo.data import (
+    DataError,
+    LoadReport,
+    Problem,
+    ProblemError,
+    load_problems,
+    problems_to_dataset,
+    row_to_problem,
+    save_problems,
+)
+
+
+def _image(color, size=(9, 7)) -> Image.Image:
+    image = Image.new("RGB", size, color)
+    image.putpixel((1, 2), (1, 2, 3))  # not a flat image, so a pixel mix-up would show
+    return image
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _problems() -> list[Problem]:
+    return [
+        Problem("p/1", "How many dots?", "3", [_image("red")], answer_type="integer", source="toy", solution="I see 3 dots. So the answer is 3.", metadata={"scene": [1, {"a": "b"}]}),
+        Problem("p2", "Which is red?", "B", [_image("blue"), _image("red", (5, 12))], choices=["blue", "red"], answer_type="multiple_choice"),
+        Problem("p3", "Name it.", "a cat", [], source="text-only"),
+    ]
+
+
+def _assert_same(loaded: list[Problem], expected: list[Problem]) -> None:
+    assert [p.id for p in loaded] == [p.id for p in expected]
+    for a, b in zip(loaded, expected):
+        assert (a.question, a.answer, a.choices, a.answer_type, a.solution) == (b.question, b.answer, b.choices, b.answer_type, b.solution)
+        assert len(a.images) == len(b.images)
+        for x, y in zip(a.images, b.images):
+            assert x.mode == "RGB" and x.size == y.size and x.tobytes() == y.tobytes()
+
+
+def _write_jsonl(path, rows) -> None:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+
+
+# ---- schema ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"id": ""}, "id"),
+        ({"question": "  "}, "question"),
+        ({"answer": None}, "answer"),
+        ({"answer_type": "yes_no"}, "answer_type"),
+        ({"answer_type": "multiple_choice"}, "choices"),
+        ({"answer_type": "multiple_choice", "choices": ["x", "y", "z"], "answer": "D"}, "answer"),
+        ({"answer_type": "integer", "answer": "three"}, "answer"),
+        ({"choices": ["x", ""]}, "choices[1]"),
+        ({"images": ["img.png"]}, "images[0]"),
+    ],
+)
+def test_problem_validation_names_the_field(kwargs, field):
+    base = {"id": "q1", "question": "Q?", "answer": "A", "images": []}
+    with pytest.raises(ProblemError, match=re.escape(f"field '{field}'")):
+        Problem(**{**base, **kwargs})
+
+
+def test_question_with_choices_and_rgb_conversion():
+    transparent = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    problem = Problem("q", "Pick one.", "B", [transparent, Image.new("L", (3, 3), 7)], choices=["cat", "dog"], answer_type="multiple_choice")
+    assert problem.question_with_choices() == "Pick one.\nChoices:\nA. cat\nB. dog"
+    assert Problem("q", "Plain?", "1", []).question_with_choices() == "Plain?"
+    assert [im.mode for im in problem.images] == ["RGB", "RGB"]
+    assert problem.images[0].getpixel((0, 0)) == (255, 255, 255)  # transparent -> white, not black
+    assert problem.images[1].getpixel((0, 0)) == (7, 7, 7)
+
+
+# ---- round trips ----------------------------------------------------------------------------------------------------
+
+
+def test_jsonl_round_trip_is_exact(tmp_path):
+    problems = _problems()
+    path = save_problems(problems, tmp_path / "out" / "set.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[1]["images"] == ["images/set/p2_0.png", "images/set/p2_1.png"]  # relative, beside the file
+    loaded = load_problems(path)
+    _assert_same(loaded, problems)
+    assert loaded[0].metadata == {"scene": [1, {"a": "b"}]} and loaded[0].source == "toy"
+    # Loading from another working directory still resolves the images against the file's folder.
+    moved = tmp_path / "moved"
+    (tmp_path / "out").rename(moved)
+    _assert_same(load_problems(moved / "set.jsonl"), problems)
+
+
+def test_jsonl_aliases_inference_and_image_kinds(tmp_path):
+    _image("green").save(tmp_path / "g.png")
+    _image("red").convert("RGBA").save(tmp_path / "sub.png")  # non-RGB file
+    (tmp_path / "nested").mkdir()
+    _image("blue").save(tmp_path / "nested" / "b.png")
+    _write_jsonl(
+        tmp_path / "mix.jsonl",
+        [
+            {"query": "How many?", "gt_answer": 4, "image": "g.png", "category": "count"},
+            "",
+            {"problem": "Which?", "label": "(b)", "options": {"A": "cat", "B": "dog"}, "images": [str(tmp_path / "sub.png")]},
+            {"question": "Which animal?", "answer": "dog", "choices": ["cat", "dog"], "images": ["nested/b.png"], "solution": "It barks. So the answer is B."},
+            {"id": 7, "question": "Ratio?", "answer": 0.5},
+            {"id": "t", "question": "Name?", "answer": "Paris", "solution": "Capital. So the answer is Paris."},
+        ],
+    )
+    p = load_problems(tmp_path / "mix.jsonl")
+    assert [x.id for x in p] == ["mix-1", "mix-3", "mix-4", "7", "t"]  # missing id -> <stem>-<line>
+    assert (p[0].question, p[0].answer, p[0].answer_type, p[0].metadata) == ("How many?", "4", "integer", {"category": "count"})
+    assert (p[1].answer, p[1].choices, p[1].answer_type) == ("B", ["cat", "dog"], "multiple_choice")
+    assert p[2].answer == "B" and p[2].solution.startswith("It barks")  # option text -> letter; solution kept apart
+    assert (p[3].answer, p[3].answer_type, p[3].images) == ("0.5", "float", [])
+    assert (p[4].answer, p[4].answer_type) == ("Paris", "free_form")
+    assert p[0].images[0].tobytes() == _image("green").tobytes()
+    assert p[1].images[0].tobytes() == _image("red").tobytes()
+    assert p[2].images[0].tobytes() == _image("blue").tobytes()
+
+
+def test_parquet_with_bytes_dicts_and_raw_bytes(tmp_path):
+    red, blue = _image("red"), _image("blue", (4, 11))
+    table = pa.table(
+        {
+            "question": ["Q1?", "Q2?"],
+            "answer": ["1", "A"],
+            "choices": [None, ["x", "y"]],
+            "images": [[{"bytes": _png_bytes(red), "path": None}], [{"bytes": None, "path": "blue.png"}]],
+            "image": [_png_bytes(blue), None],  # ignored: `images` wins when both exist
+        }
+    )
+    blue.save(tmp_path / "blue.png")
+    pq.write_table(table, tmp_path / "d.parquet")
+    p = load_problems(tmp_path / "d.parquet")
+    assert [x.id for x in p] == ["d-0", "d-1"]
+    assert p[0].images[0].tobytes() == red.tobytes() and p[1].images[0].tobytes() == blue.tobytes()
+    assert (p[1].answer_type, p[1].choices) == ("multiple_choice", ["x", "y"])
+
+    raw = pa.table({"id": ["r"], "question": ["Q?"], "answer": ["2"], "image": [_png_bytes(red)]})
+    pq.write_table(raw, tmp_path / "raw.parquet")
+    assert load_problems(tmp_path / "raw.parquet")[0].images[0].tobytes() == red.tobytes()
+
+
+def test_datasets_round_trips_via_parquet_and_save_to_disk(tmp_path):
+    problems = _problems()
+    ds = problems_to_dataset(problems)
+    assert ds.column_names == ["id", "question", "answer", "choices", "answer_type", "source", "solution", "images"]
+    assert ds.features["images"] == datasets.List(datasets.Image())
+    assert ds[1]["images"][1].size == (5, 12)
+    ds.to_parquet(str(tmp_path / "ds.parquet"))
+    _assert_same(load_problems(tmp_path / "ds.parquet"), problems)
+    ds.save_to_disk(str(tmp_path / "ds"))
+    _assert_same(load_problems(tmp_path / "ds"), problems)
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dd"))
+    _assert_same(load_problems(tmp_path / "dd"), problems)
+
+
+def test_save_to_disk_with_pil_single_image_column(tmp_path):
+    green = _image("green")
+    features = datasets.Features({"query": datasets.Value("string"), "label": datasets.Value("int64"), "image": datasets.Image()})
+    datasets.Dataset.from_dict({"query": ["Count?"], "label": [3], "image": [green]}, features=features).save_to_disk(str(tmp_path / "pil"))
+    (problem,) = load_problems(tmp_path / "pil")
+    assert (problem.id, problem.question, problem.answer) == ("pil-0", "Count?", "3")
+    assert problem.images[0].tobytes() == green.tobytes()
+
+
+def test_row_to_problem_accepts_pil_images(tmp_path):
+    row = {"question": "Q?", "answer": "1", "images": [_image("red").convert("RGBA")]}
+    problem = row_to_problem(row, where="mem:0", default_id="mem-0", base_dir=tmp_path)
+    assert problem.images[0].mode == "RGB" and problem.images[0].tobytes() == _image("red").tobytes()
+
+
+# ---- errors ---------------------------------------------------------------------------------------------------------
+
+
+GOOD = {"id": "ok", "question": "Q?", "answer": "1"}
+
+
+@pytest.mark.parametrize(
+    "bad, field, reason, text",
+    [
+        ({"question": "Q?", "answer": "1", "images": ["img/3.png"]}, "images[0]", "image_not_found", "image 'img/3.png' not found (resolved to "),
+        ({"question": "Q?", "answer": "1", "image": "corrupt.png"}, "image", "image_unreadable", "cannot be decoded"),
+        ({"question": "Q?", "answer": "1", "images": ["trunc.png"]}, "images[0]", "image_unreadable", "image 'trunc.png' cannot be decoded"),
+        ({"question": "Q?", "solution": "So the answer is 3."}, "answer", "missing_answer", "missing or empty answer"),
+        ('{"question": "Q?", "answer": ', None, "invalid_json", "invalid JSON"),
+        ({"question": "Q?", "answer": "E", "choices": ["a", "b", "c"]}, "answer", "invalid_choices", "not an option letter (A, B, C)"),
+        ({"question": "Q?", "answer": "A", "answer_type": "multiple_choice"}, "choices", "invalid_choices", "without choices"),
+        ({"question": "Q?", "answer": "A", "choices": "a, b"}, "choices", "invalid_choices", "expected a list"),
+    ],
+)
+def test_bad_jsonl_row_names_file_line_and_field(tmp_path, bad, field, reason, text):
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (tmp_path / "trunc.png").write_bytes(_png_bytes(Image.effect_noise((64, 64), 50).convert("RGB"))[:200])
+    path = tmp_path / "problems.jsonl"
+    _write_jsonl(path, [GOOD, "", bad])  # the blank line still counts: the bad row is line 3
+    with pytest.raises(DataError) as info:
+        load_problems(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: ") and text in message
+    assert (info.value.field, info.value.reason) == (field, reason)
+    if field:
+        assert f": {field}: " in message
+    report = LoadReport()
+    assert [p.id for p in load_problems(path, skip_bad=True, report=report)] == ["ok"]
+    assert report.skipped == {reason: 1} and report.loaded == 1 and report.messages == [message]
+
+
+def test_skip_bad_counts_by_reason_and_limit(tmp_path):
+    _write_jsonl(
+        tmp_path / "many.jsonl",
+        [
+            GOOD,
+            "not json",
+            {"question": "Q?", "answer": "1", "image": "missing.png"},
+            {"question": "Q?", "answer": "1", "image": "missing2.png"},
+            {"question": "Q?"},
+            {"id": "ok", "question": "Again?", "answer": "2"},
+            [1, 2],
+            {"id": "ok2", "question": "Q?", "answer": "2"},
+        ],
+    )
+    report = LoadReport(max_messages=2)
+    problems = load_problems(tmp_path / "many.jsonl", skip_bad=True, report=report)
+    assert [p.id for p in problems] == ["ok", "ok2"]
+    assert report.skipped == {"invalid_json": 1, "image_not_found": 2, "missing_answer": 1, "duplicate_id": 1, "invalid_row": 1}
+    assert report.n_skipped == 6 and len(report.messages) == 2 and "many.jsonl:2:" in report.messages[0]
+    assert "skipped 6" in report.summary()
+    assert [p.id for p in load_problems(tmp_path / "many.jsonl", skip_bad=True, limit=1)] == ["ok"]
+    assert load_problems(tmp_path / "many.jsonl", limit=1)[0].id == "ok"  # stops before the bad line 2
+    with pytest.raises(DataError, match="many.jsonl:6: id: id 'ok' was already used at .*many.jsonl:1"):
+        _write_jsonl(tmp_path / "many.jsonl", [GOOD, "", "", "", "", GOOD])
+        load_problems(tmp_path / "many.jsonl")
+
+
+def test_parquet_and_dataset_errors_name_the_row(tmp_path):
+    table = pa.table({"question": ["Q?", "Q?"], "answer": ["1", "2"], "image": [_png_bytes(_image("red")), b"garbage"]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"t\.parquet:row 1: image: image bytes cannot be decoded"):
+        load_problems(tmp_path / "t.parquet")
+    features = datasets.Features({"question": datasets.Value("string"), "answer": datasets.Value("string")})
+    datasets.Dataset.from_dict({"question": ["Q?", "Q?", ""], "answer": ["1", None, "3"]}, features=features).save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(DataError, match=r"ds:row 1: answer: missing"):
+        load_problems(tmp_path / "ds")
+    report = LoadReport()
+    assert len(load_problems(tmp_path / "ds", skip_bad=True, report=report)) == 1
+    assert report.skipped == {"missing_answer": 1, "missing_question": 1}
+
+
+def test_unknown_inputs_are_rejected_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        load_problems(tmp_path / "nope.jsonl")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(DataError, match="unknown format"):
+        load_problems(tmp_path / "x.csv")
+    with pytest.raises(DataError, match="not a datasets save_to_disk folder"):
+        load_problems(tmp_path)
+    with pytest.raises(ValueError, match=r"\.jsonl"):
+        save_problems(_problems(), tmp_path / "out.json")

@@ -1,0 +1,409 @@
+"""srpo.rewards: every case of SPEC §4 for each preset, bounds, and the TRL adapters."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from srpo.format import render_response, render_sft_target
+from srpo.rewards import (
+    PRESET_TERMS,
+    PRESETS,
+    TRANSITIONS,
+    RewardBreakdown,
+    default_token_count,
+    length_factor,
+    max_total,
+    min_total,
+    reward_functions,
+    reward_weights,
+    score_response,
+    transition_counts,
+)
+
+RIGHT, WRONG = "$\\boxed{5}$", "$\\boxed{4}$"
+GOLD = "5"
+
+
+def five(a1: str, a2: str, reflection: str = "The addition was checked again.") -> str:
+    return render_response("We add 2 and 3 to get the total.", a1, reflection, "Recompute 2 + 3 = 5.", a2)
+
+
+def no_length(b: RewardBreakdown) -> float:
+    return b.total - b.length
+
+
+CASES = {"right_to_right": (RIGHT, RIGHT), "wrong_to_right": (WRONG, RIGHT), "right_to_wrong": (RIGHT, WRONG), "wrong_to_wrong": (WRONG, WRONG)}
+
+# SPEC §4: totals of a well-formed response, length term aside.
+EXPECTED = {
+    "paper": {"right_to_right": 1.5, "wrong_to_right": 1.25, "right_to_wrong": 1.0, "wrong_to_wrong": 0.75},
+    "reference": {"wrong_to_right": 1.5, "right_to_right": 1.25, "right_to_wrong": 0.75, "wrong_to_wrong": 0.5},
+    "grpo": {"wrong_to_right": 1.5, "right_to_right": 1.5, "right_to_wrong": 0.5, "wrong_to_wrong": 0.5},
+}
+# paper terms (format, accuracy, effectiveness, reflection) per transition
+PAPER_TERMS = {
+    "right_to_right": (0.5, 0.5, 0.25, 0.25),
+    "wrong_to_right": (0.5, 0.0, 0.5, 0.25),
+    "right_to_wrong": (0.5, 0.5, -0.25, 0.25),
+    "wrong_to_wrong": (0.5, 0.0, 0.0, 0.25),
+}
+REFERENCE_ACC = {"wrong_to_right": 1.0, "right_to_right": 0.75, "right_to_wrong": 0.25, "wrong_to_wrong": 0.0}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("transition", TRANSITIONS)
+def test_transitions_table(preset, transition):
+    b = score_response(five(*CASES[transition]), GOLD, preset=preset)
+    assert b.transition == transition
+    assert b.n_answers == 2
+    assert no_length(b) == pytest.approx(EXPECTED[preset][transition], abs=1e-12)
+    if preset == "paper":
+        assert (b.format, b.accuracy, b.effectiveness, b.reflection) == PAPER_TERMS[transition]
+    elif preset == "reference":
+        assert (b.format, b.accuracy, b.effectiveness, b.reflection) == (0.5, REFERENCE_ACC[transition], 0.0, 0.0)
+    else:
+        assert b.format == 0.5 and b.accuracy == (1.0 if transition.endswith("to_right") else 0.0) and b.length == 0.0
+
+
+@pytest.mark.parametrize(
+    "preset, order",
+    [
+        ("paper", ["right_to_right", "wrong_to_right", "right_to_wrong", "wrong_to_wrong"]),
+        ("reference", ["wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong"]),
+    ],
+)
+def test_preset_orders(preset, order):
+    """SPEC §4: the presets rank outcomes differently; pin both orders (strict)."""
+    vals = [no_length(score_response(five(*CASES[t]), GOLD, preset=preset)) for t in order]
+    assert vals == sorted(vals, reverse=True) and len(set(vals)) == 4
+
+
+def test_total_is_sum_of_terms():
+    for preset in PRESETS:
+        for t in TRANSITIONS:
+            b = score_response(five(*CASES[t]), GOLD, preset=preset)
+            assert b.total == sum(getattr(b, term) for term in PRESET_TERMS[preset])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# single answer, no reflection, malformed
+# ---------------------------------------------------------------------------------------------------------------
+
+SINGLE_RIGHT = "<think>We add 2 and 3.</think>\n<answer>$\\boxed{5}$</answer>"
+SINGLE_WRONG = "<think>We add 2 and 3.</think>\n<answer>$\\boxed{4}$</answer>"
+
+
+@pytest.mark.parametrize(
+    "preset, response, expected",
+    [
+        # one answer: paper gives R_accuracy only (I_eff, I_ref 0; no five-block format)
+        ("paper", SINGLE_RIGHT, dict(format=0.0, accuracy=0.5, effectiveness=0.0, reflection=0.0)),
+        ("paper", SINGLE_WRONG, dict(format=0.0, accuracy=0.0, effectiveness=0.0, reflection=0.0)),
+        # reference: fewer than two think / answer blocks -> total 0 (released fallback)
+        ("reference", SINGLE_RIGHT, dict(format=0.0, accuracy=0.0, effectiveness=0.0, reflection=0.0, length=0.0, total=0.0)),
+        ("reference", SINGLE_WRONG, dict(total=0.0)),
+        # grpo: single-round format is the format
+        ("grpo", SINGLE_RIGHT, dict(format=0.5, accuracy=1.0, total=1.5)),
+        ("grpo", SINGLE_WRONG, dict(format=0.5, accuracy=0.0, total=0.5)),
+    ],
+)
+def test_single_answer(preset, response, expected):
+    b = score_response(response, GOLD, preset=preset)
+    assert b.transition is None and b.n_answers == 1
+    assert b.first_correct is b.final_correct is (response == SINGLE_RIGHT)
+    for k, v in expected.items():
+        assert getattr(b, k) == pytest.approx(v, abs=1e-12), k
+
+
+def test_single_answer_length_uses_that_attempt():
+    """SPEC §4: with a single answer f_len uses T0 of that attempt."""
+    b = score_response(SINGLE_RIGHT, GOLD, preset="paper")
+    t0 = default_token_count("We add 2 and 3.") + default_token_count("$\\boxed{5}$")
+    assert b.length == pytest.approx(0.1 * length_factor(default_token_count(SINGLE_RIGHT), t0))
+
+
+NO_REFLECTION = (
+    "<think>We add 2 and 3.</think><answer>$\\boxed{4}$</answer>"
+    "<think>Again: 2 + 3 = 5.</think><answer>$\\boxed{5}$</answer>"
+)
+
+
+def test_two_answers_without_reflection():
+    p = score_response(NO_REFLECTION, GOLD, preset="paper")
+    assert (p.format, p.accuracy, p.effectiveness, p.reflection) == (0.0, 0.0, 0.5, 0.0)
+    r = score_response(NO_REFLECTION, GOLD, preset="reference")
+    assert (r.format, r.accuracy) == (0.0, 1.0)  # two thinks and two answers: no fallback; not strict format
+    g = score_response(NO_REFLECTION, GOLD, preset="grpo")
+    assert (g.format, g.accuracy) == (0.0, 1.0)
+
+
+MALFORMED = {
+    "unclosed_final": five(RIGHT, RIGHT)[: -len("</answer>")],
+    "wrong_order": "<think>a</think><reflection>r</reflection><answer>$\\boxed{5}$</answer><think>b</think><answer>$\\boxed{5}$</answer>",
+    "text_between": five(RIGHT, RIGHT).replace("</reflection>\n<think>", "</reflection>\nNow again:\n<think>"),
+    "empty_reflection": five(RIGHT, RIGHT, reflection="  "),
+    "text_after": five(RIGHT, RIGHT) + "\nThat's all.",
+    "nested": five(RIGHT, RIGHT, reflection="use <think>more</think> care"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_loses_format(name):
+    text = MALFORMED[name]
+    for preset in PRESETS:
+        b = score_response(text, GOLD, preset=preset)
+        assert b.format == 0.0, (preset, name)
+        assert min_total(preset) <= b.total <= max_total(preset)
+
+
+@pytest.mark.parametrize(
+    "name, paper_terms",
+    [
+        # (format, accuracy, effectiveness, reflection)
+        ("unclosed_final", (0.0, 0.5, 0.0, 0.0)),  # one closed answer: no I_eff, no I_ref
+        ("wrong_order", (0.0, 0.5, 0.25, 0.0)),  # reflection before the first answer
+        ("text_between", (0.0, 0.5, 0.25, 0.25)),  # reflection itself is fine
+        ("empty_reflection", (0.0, 0.5, 0.25, 0.0)),
+        ("text_after", (0.0, 0.5, 0.25, 0.25)),
+        ("nested", (0.0, 0.5, 0.25, 0.0)),
+    ],
+)
+def test_malformed_paper_terms(name, paper_terms):
+    b = score_response(MALFORMED[name], GOLD, preset="paper")
+    assert (b.format, b.accuracy, b.effectiveness, b.reflection) == paper_terms
+
+
+def test_reference_zero_fallback():
+    """SPEC §4 reference: fewer than two <think> or two <answer> blocks -> every term 0."""
+    cases = [
+        render_sft_target("We add.", RIGHT, "Fine.", RIGHT),  # one think (SFT shape)
+        MALFORMED["unclosed_final"],  # one closed answer
+        SINGLE_RIGHT,
+        "",
+        "$\\boxed{5}$",
+    ]
+    for text in cases:
+        b = score_response(text, GOLD, preset="reference")
+        assert (b.format, b.accuracy, b.effectiveness, b.reflection, b.length, b.total) == (0.0,) * 6, text
+    # the SFT shape still earns the paper preset's terms
+    p = score_response(cases[0], GOLD, preset="paper")
+    assert (p.format, p.accuracy, p.effectiveness, p.reflection) == (0.0, 0.5, 0.25, 0.25)
+
+
+def test_no_answer_and_garbage():
+    for preset in PRESETS:
+        for text in ["", "just text", "<think>only thinking</think>", None, 42]:
+            b = score_response(text, GOLD, preset=preset)  # type: ignore[arg-type]
+            assert b.first_correct is None and b.final_correct is None and b.transition is None
+            assert b.accuracy == 0.0 and b.effectiveness == 0.0 and b.reflection == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# multiple choice and LaTeX
+# ---------------------------------------------------------------------------------------------------------------
+
+CHOICES = ["30^\\circ", "45^\\circ", "60^\\circ", "90^\\circ"]
+
+
+@pytest.mark.parametrize(
+    "a1, a2, transition",
+    [
+        ("$\\boxed{A}$", "$\\boxed{B}$", "wrong_to_right"),
+        ("(B)", "B", "right_to_right"),
+        ("B. $45^\\circ$", "The answer is C.", "right_to_wrong"),
+        ("$45^\\circ$", "\\text{B}", "right_to_right"),  # option text counts
+        ("b", "(D)", "right_to_wrong"),
+        ("$\\boxed{60^\\circ}$", "D", "wrong_to_wrong"),
+    ],
+)
+def test_multiple_choice(a1, a2, transition):
+    for preset in PRESETS:
+        b = score_response(five(a1, a2), "B", preset=preset, choices=CHOICES)
+        assert b.transition == transition
+        assert no_length(b) == pytest.approx(EXPECTED[preset][transition], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "a1, a2, gold, transition",
+    [
+        ("$\\boxed{\\frac{1}{2}}$", "$\\boxed{0.5}$", "0.5", "right_to_right"),
+        ("$\\boxed{0.3}$", "$\\boxed{\\frac{1}{3}}$", "\\frac{1}{3}", "wrong_to_right"),
+        ("$\\boxed{\\frac{1}{3}}$", "$\\boxed{0.3}$", "\\frac{1}{3}", "right_to_wrong"),
+        ("$\\boxed{2\\sqrt{3}}$", "$\\boxed{\\sqrt{12}}$", "2\\sqrt{3}", "right_to_right"),
+    ],
+)
+def test_latex_answers(a1, a2, gold, transition):
+    b = score_response(five(a1, a2), gold, preset="paper")
+    assert b.transition == transition
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# length term
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def count_q(text: str) -> int:
+    """A toy tokenizer: one token per letter 'q' (in no tag; makes L and T0 exact)."""
+    return text.count("q")
+
+
+def test_length_factor_values():
+    assert length_factor(20, 10) == 1.0  # L == T_target
+    assert length_factor(25, 10) == pytest.approx(math.exp(-1))  # L == T_max
+    assert length_factor(15, 10) == pytest.approx(math.exp(-1))  # symmetric
+    assert length_factor(10, 10) == pytest.approx(math.exp(-4))
+    assert length_factor(5, 0) == 0.0  # T0 == 0 guard
+
+
+@pytest.mark.parametrize("preset", ["paper", "reference"])
+def test_length_term_in_score(preset):
+    # T0 = 4 (first think "qqqq", first answer without w): T_target 8, T_max 10
+    at_target = render_response("qqqq", RIGHT, "qq", "qq", RIGHT)  # L = 8
+    at_max = render_response("qqqq", RIGHT, "qqq", "qqq", RIGHT)  # L = 10
+    b1 = score_response(at_target, GOLD, preset=preset, token_count=count_q)
+    b2 = score_response(at_max, GOLD, preset=preset, token_count=count_q)
+    assert b1.length == pytest.approx(0.1)
+    assert b2.length == pytest.approx(0.1 * math.exp(-1))
+    assert b1.total == pytest.approx(EXPECTED[preset]["right_to_right"] + 0.1)
+
+
+def test_length_zero_t0():
+    text = render_response("x", RIGHT, "r", "y", RIGHT)
+    for preset in ("paper", "reference"):
+        assert score_response(text, GOLD, preset=preset, token_count=count_q).length == 0.0
+
+
+def test_default_token_count():
+    assert default_token_count("Hello, world 42!") == 5
+    assert default_token_count("") == 0
+    assert default_token_count(None) == 0  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# presets and bounds
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_bounds_and_presets():
+    assert PRESETS == ("paper", "reference", "grpo")
+    assert (max_total("paper"), max_total("reference"), max_total("grpo")) == (1.85, 1.6, 1.5)
+    assert (min_total("paper"), min_total("reference"), min_total("grpo")) == (-0.25, 0.0, 0.0)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="paper.*reference.*grpo"):
+        score_response("x", "1", preset="nope")
+    for f in (max_total, min_total, reward_weights, reward_functions):
+        with pytest.raises(ValueError):
+            f("nope")
+
+
+def test_transition_counts():
+    bs = [score_response(five(*CASES[t]), GOLD) for t in TRANSITIONS] + [score_response(SINGLE_RIGHT, GOLD)]
+    assert transition_counts(bs) == {t: 1 for t in TRANSITIONS} | {"none": 1}
+    assert transition_counts([]) == {t: 0 for t in TRANSITIONS} | {"none": 0}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# property-based: never raises, totals within bounds
+# ---------------------------------------------------------------------------------------------------------------
+
+ANSWERS = ["$\\boxed{5}$", "5", "4", "\\frac{10}{2}", "B", "(B)", "", " ", "x", "$\\boxed{"]
+PIECES = ["<think>", "</think>", "<answer>", "</answer>", "<reflection>", "</reflection>", " ", "\n", "reason", "ok"]
+structured = st.builds(
+    render_response,
+    st.sampled_from(["a", "", "w w", "reason <"]),
+    st.sampled_from(ANSWERS),
+    st.sampled_from(["r", "", "check"]),
+    st.sampled_from(["b", "", "again"]),
+    st.sampled_from(ANSWERS),
+)
+soup = st.lists(st.sampled_from(PIECES + ANSWERS), max_size=25).map("".join)
+responses = structured | soup | st.text(max_size=200) | st.builds(lambda a, b: a + b, structured, soup)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(responses, st.sampled_from(["5", "B", "\\frac{1}{2}", "x", ""]), st.none() | st.just(["5", "4", "x"]))
+def test_totals_within_bounds(response, gold, choices):
+    for preset in PRESETS:
+        b = score_response(response, gold, preset=preset, choices=choices)
+        assert min_total(preset) <= b.total <= max_total(preset)
+        assert b.total == sum(getattr(b, t) for t in PRESET_TERMS[preset])
+        if preset == "paper":
+            assert 0.0 <= b.total <= 1.6 + 1e-12  # reachable range (see rewards module docstring)
+        assert 0.0 <= b.length <= 0.1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TRL adapters
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def conversational(text: str, parts: bool) -> list[dict]:
+    content = [{"type": "text", "text": text[: len(text) // 2]}, {"type": "text", "text": text[len(text) // 2 :]}] if parts else text
+    return [{"role": "assistant", "content": content}]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_trl_adapter_sum_equals_total(preset):
+    texts = [five(*CASES[t]) for t in TRANSITIONS] + [SINGLE_RIGHT, five("(A)", "$\\boxed{B}$"), "garbage"]
+    golds = [GOLD] * 5 + ["B", GOLD]
+    choices = [None] * 5 + [CHOICES, None]
+    completions = [conversational(t, parts=i % 2 == 0) for i, t in enumerate(texts)]
+    calls = {"n": 0}
+
+    def counting(s: str) -> int:
+        calls["n"] += 1
+        return default_token_count(s)
+
+    funcs = reward_functions(preset, token_count=counting)
+    weights = reward_weights(preset)
+    assert len(funcs) == len(weights) == len(PRESET_TERMS[preset])
+    assert [f.__name__ for f in funcs] == [f"{t}_reward" for t in PRESET_TERMS[preset]]
+    metrics: dict[str, list[float]] = {}
+    extra: dict = {}
+    outs = [
+        f(
+            prompts=[[{"role": "user", "content": "q"}]] * len(texts),
+            completions=completions,
+            completion_ids=[[1, 2]] * len(texts),
+            trainer_state=None,
+            log_metric=lambda name, value: metrics.setdefault(name, []).append(value),
+            log_extra=lambda column, values: extra.setdefault(column, values),
+            answer=golds,
+            choices=choices,
+            image=[None] * len(texts),
+        )
+        for f in funcs
+    ]
+    n_calls_all_terms = calls["n"]
+    for out in outs:
+        assert isinstance(out, list) and len(out) == len(texts) and all(isinstance(v, float) for v in out)
+    for i, (t, g, c) in enumerate(zip(texts, golds, choices)):
+        b = score_response(t, g, preset=preset, choices=c)
+        assert sum(w * out[i] for w, out in zip(weights, outs)) == b.total  # exactly
+    # scored once per batch, shared by the term functions
+    calls["n"] = 0
+    for t, g, c in zip(texts, golds, choices):
+        score_response(t, g, preset=preset, token_count=counting, choices=c)
+    assert n_calls_all_terms == calls["n"]
+    # transition rates and accuracies logged once per batch (over the 5 completions with 2 answers)
+    assert set(metrics) == {f"transitions/{t}" for t in TRANSITIONS} | {"accuracy/first", "accuracy/final"}
+    assert all(len(v) == 1 for v in metrics.values())
+    assert metrics["transitions/wrong_to_right"][0] == pytest.approx(2 / 5)
+    assert metrics["transitions/right_to_right"][0] == pytest.approx(1 / 5)
+    assert sum(metrics[f"transitions/{t}"][0] for t in TRANSITIONS) == pytest.approx(1.0)
+    assert metrics["accuracy/first"][0] == pytest.approx(3 / 7)  # r->r, r->w, single right
+    assert metrics["accuracy/final"][0] == pytest.approx(4 / 7)  # r->r, w->r, single right, mc w->r
+
+
+def test_trl_adapter_plain_strings_and_missing_answer():
+    (acc, fmt) = reward_functions("grpo")
+    assert acc(prompts=["q"], completions=[SINGLE_RIGHT], answer=[GOLD]) == [1.0]
+    assert fmt(prompts=["q"], completions=[SINGLE_RIGHT], answer=[GOLD]) == [0.5]
+    with pytest.raises(ValueError, match="answer"):
+        acc(prompts=["q"], completions=[SINGLE_RIGHT])
