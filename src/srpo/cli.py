@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +11,16 @@ import typer
 app = typer.Typer(help="SRPO: reflection-aware RL for multimodal LLMs, on TRL.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.callback()
+def main() -> None:
+    """Show srpo's own progress messages (resuming, skipped rows, ...) on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[srpo] %(message)s"))
+    logger = logging.getLogger("srpo")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 @app.command()

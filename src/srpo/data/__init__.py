@@ -8,7 +8,7 @@ from srpo.data.loaders import (
     row_to_problem,
     save_problems,
 )
-from srpo.data.schema import ANSWER_TYPES, CHOICE_LETTERS, Problem, ProblemError
+from srpo.data.schema import ANSWER_TYPES, CHOICE_LETTERS, Problem, ProblemError, question_with_choices
 from srpo.data.synthetic import FAMILIES, generate_problems, write_synthetic
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "generate_problems",
     "load_problems",
     "problems_to_dataset",
+    "question_with_choices",
     "row_to_problem",
     "save_problems",
     "write_synthetic",

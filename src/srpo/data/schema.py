@@ -11,6 +11,14 @@ ANSWER_TYPES = ("multiple_choice", "integer", "float", "free_form")
 CHOICE_LETTERS = string.ascii_uppercase
 
 
+def question_with_choices(question: str, choices: list[str] | None) -> str:
+    """The question as shown in prompts: with a "Choices:" block (`A. ...` per line) when there are choices."""
+    if not choices:
+        return question
+    options = "\n".join(f"{letter}. {text}" for letter, text in zip(CHOICE_LETTERS, choices))
+    return f"{question}\nChoices:\n{options}"
+
+
 class ProblemError(ValueError):
     """A `Problem` was built with an invalid field; the message names the field and the problem id."""
 
@@ -106,7 +114,4 @@ class Problem:
 
     def question_with_choices(self) -> str:
         """The question as shown in prompts: with a "Choices:" block (`A. ...` per line) when there are choices."""
-        if not self.choices:
-            return self.question
-        options = "\n".join(f"{letter}. {text}" for letter, text in zip(CHOICE_LETTERS, self.choices))
-        return f"{self.question}\nChoices:\n{options}"
+        return question_with_choices(self.question, self.choices)

@@ -10,9 +10,9 @@ import datasets
 from trl import GRPOConfig, GRPOTrainer
 
 from srpo.config import RLStageConfig
-from srpo.data import load_problems, problems_to_dataset
+from srpo.data import load_problems, problems_to_dataset, question_with_choices
 from srpo.prompts import problem_messages, system_prompt
-from srpo.rewards import PRESETS, reward_functions, reward_weights, score_response
+from srpo.rewards import PRESETS, completion_text, reward_functions, reward_weights, score_response
 from srpo.train.common import (
     last_checkpoint,
     load_trainable_policy,
@@ -34,7 +34,8 @@ class SRPOGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, group_accuracy_filter: tuple[float, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_accuracy_filter = group_accuracy_filter
-        self._final_column = [getattr(f, "__name__", "") for f in self.reward_funcs].index("final_correct")
+        names = [getattr(f, "__name__", "") for f in self.reward_funcs]
+        self._final_column = names.index("final_correct") if group_accuracy_filter else None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -51,25 +52,16 @@ class SRPOGRPOTrainer(GRPOTrainer):
 
 
 def final_correct_reward(token_count=None):
-    """Weight-0 reward column: final-answer correctness, logged per step and read by the group filter."""
+    """Weight-0 reward column: final-answer correctness, read by the group filter (on whole groups, across ranks)."""
 
     def final_correct(completions, answer, choices=None, **_):
         choices = choices or [None] * len(completions)
         return [
-            float(bool(score_response(_text(c), a, preset="paper", token_count=token_count, choices=ch).final_correct))
+            float(bool(score_response(completion_text(c), a, preset="paper", token_count=token_count, choices=ch).final_correct))
             for c, a, ch in zip(completions, answer, choices)
         ]
 
     return final_correct
-
-
-def _text(completion) -> str:
-    if isinstance(completion, str):
-        return completion
-    content = completion[-1]["content"] if completion else ""
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
 
 
 def build_rl_dataset(cfg: RLStageConfig, processor) -> datasets.Dataset:
@@ -80,7 +72,7 @@ def build_rl_dataset(cfg: RLStageConfig, processor) -> datasets.Dataset:
 
     def to_row(row):
         prompt = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": row["question"]}
+            {"role": "user", "content": question_with_choices(row["question"], row["choices"])}
         ]
         return {"prompt": prompt}
 
@@ -91,7 +83,7 @@ def check_prompt_lengths(problems, processor, system: str | None, max_prompt_len
     """Reject over-long prompts by id: GRPOTrainer does not truncate, and cutting image tokens crashes the model."""
     too_long = []
     for problem in problems:
-        messages = problem_messages(problem.question, len(problem.images), system)
+        messages = problem_messages(problem.question_with_choices(), len(problem.images), system)
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         n_tokens = processor(text=[text], images=problem.images or None, return_tensors="pt")["input_ids"].shape[1]
         if n_tokens > max_prompt_length:
@@ -114,7 +106,7 @@ def grpo_args(cfg: RLStageConfig) -> GRPOConfig:
             f"prompts_per_step x num_generations = {completions_per_step} must be a multiple of "
             f"per_device_train_batch_size x world size = {per_micro_step}"
         )
-    weights = reward_weights(cfg.preset) + [0.0]  # final_correct is logged, not rewarded
+    weights = reward_weights(cfg.preset) + ([0.0] if cfg.group_accuracy_filter else [])  # final_correct: read, not rewarded
     return GRPOConfig(
         output_dir=cfg.output_dir,
         num_generations=cfg.num_generations,
@@ -161,7 +153,8 @@ def build_rl_trainer(cfg: RLStageConfig) -> SRPOGRPOTrainer:
 
     return SRPOGRPOTrainer(
         model=model,
-        reward_funcs=reward_functions(cfg.preset, token_count=token_count) + [final_correct_reward(token_count)],
+        reward_funcs=reward_functions(cfg.preset, token_count=token_count)
+        + ([final_correct_reward(token_count)] if cfg.group_accuracy_filter else []),
         args=args,
         train_dataset=build_rl_dataset(cfg, processor),
         processing_class=processor,

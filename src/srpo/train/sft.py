@@ -13,6 +13,7 @@ import datasets
 from trl import SFTConfig, SFTTrainer
 
 from srpo.config import SFTStageConfig
+from srpo.data import question_with_choices
 from srpo.prompts import system_prompt
 from srpo.train.common import (
     last_checkpoint,
@@ -46,7 +47,7 @@ def load_sft_dataset(path: str | Path, system: str | None) -> datasets.Dataset:
 
 def to_prompt_completion(row: dict, system: str | None) -> dict:
     prompt = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": row["question"]}
+        {"role": "user", "content": question_with_choices(row["question"], row.get("choices"))}
     ]
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": row["target"]}]}
 

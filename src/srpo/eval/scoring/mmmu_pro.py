@@ -1,0 +1,165 @@
+"""MMMU-Pro scoring (standard 10 options, standard 4 options, vision; CoT or direct prompts).
+
+official     -- the official option parser (mmmu-pro/evaluate.py, described in PROTOCOLS.md): the text after the
+                last "Answer:" if exactly one option letter occurs in it; else MMMU's multiple-choice parser
+                ("(X)", then "X ", then "X." candidates; option text for responses longer than five words; the
+                candidate occurring last wins). The official parser picks a RANDOM letter when nothing matches;
+                here that answer is unparsed and wrong (counted in `unparsed`), so scores are deterministic.
+srpo_compat  -- the SRPO authors' generic multiple-choice rule: first <answer> block (else last \\boxed{}),
+                a single option letter, else a unique option text; then `judge` as extractor; else unparsed.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from srpo.eval.scoring.common import (
+    Judge,
+    ScoreResult,
+    check_mode,
+    compat_choice_letter,
+    compat_extract,
+    letters,
+    load_records,
+    make_result,
+)
+
+BENCHMARK = "mmmu_pro"
+
+DISCIPLINES: dict[str, list[str]] = {
+    "Art and Design": ["Art", "Art_Theory", "Design", "Music"],
+    "Business": ["Accounting", "Economics", "Finance", "Manage", "Marketing"],
+    "Science": ["Biology", "Chemistry", "Geography", "Math", "Physics"],
+    "Health and Medicine": ["Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
+                            "Pharmacy", "Public_Health"],
+    "Humanities and Social Science": ["History", "Literature", "Sociology", "Psychology"],
+    "Tech and Engineering": ["Agriculture", "Architecture_and_Engineering", "Computer_Science", "Electronics",
+                             "Energy_and_Power", "Materials", "Mechanical_Engineering"],
+}
+SUBJECT_TO_DISCIPLINE = {s: d for d, subs in DISCIPLINES.items() for s in subs}
+
+
+def _subject(rec: dict) -> str | None:
+    subj = rec.get("subject")
+    if subj is None and isinstance(rec.get("id"), str) and rec["id"].count("_") >= 2:
+        subj = rec["id"].split("_", 1)[1].rsplit("_", 1)[0]  # validation_Art_Theory_12 -> Art_Theory
+    return subj
+
+
+BREAKDOWN = {
+    "discipline": lambda rec: SUBJECT_TO_DISCIPLINE.get(_subject(rec) or "", None),
+    "subject": _subject,
+    "topic_difficulty": lambda rec: rec.get("topic_difficulty"),
+}
+
+
+def parse_options(options: Any) -> list[str]:
+    """Options as stored in MMMU-Pro rows: a list, or the string repr of a Python list."""
+    if isinstance(options, str):
+        return [str(o) for o in ast.literal_eval(options)]
+    return [str(o) for o in options]
+
+
+def parse_official(response: Any, options: list[str]) -> str | None:
+    """The official MMMU-Pro parser without its random fallback: a letter, or None when nothing matches."""
+    all_choices = letters(len(options))
+    index2ans = dict(zip(all_choices, options))
+    if not isinstance(response, str):
+        response = ""
+    pos = response.rfind("Answer:")
+    if pos != -1:
+        tail = response[pos + len("Answer:"):].strip()
+        found = [c for c in all_choices if c in tail]
+        if len(found) == 1:
+            return found[0]
+    for ch in (",", ".", "!", "?", ";", ":", "'"):
+        response = response.strip(ch)
+    response = " " + response + " "
+    candidates: list[str] = []
+    with_brackets = False
+    by_index = True
+    for c in all_choices:
+        if f"({c})" in response:
+            candidates.append(c)
+            with_brackets = True
+    if not candidates:
+        candidates = [c for c in all_choices if f"{c} " in response]
+    if not candidates:
+        candidates = [c for c in all_choices if f"{c}." in response]
+    if not candidates and len(response.split()) > 5:
+        low = response.lower()
+        candidates = [c for c in all_choices if index2ans[c].lower() in low]
+        by_index = not candidates
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    if by_index:
+        pat = "({})" if with_brackets else " {} "
+        starts = [response.rfind(pat.format(c)) for c in candidates]
+    else:
+        low = response.lower()
+        starts = [low.rfind(index2ans[c].lower()) for c in candidates]
+    return candidates[starts.index(max(starts))]  # the first of equal maxima, like argmax
+
+
+EXTRACT_PROMPT = """Read a model's response to a multiple-choice question and reply with only the letter of the
+option it finally chose (A, B, C, ...), or "None" if it chose none.
+
+Options:
+{options}
+
+Response:
+{response}
+
+Letter: """
+
+
+def score_item(record: dict, response_or_extraction: str, mode: str = "official", *, judge: Judge | None = None
+               ) -> dict:
+    """Score one MMMU-Pro response. `record` needs `options` (list or its string repr) and `answer` (letter)."""
+    check_mode(mode)
+    options = parse_options(record["options"])
+    response = response_or_extraction
+    method = "rule"
+    if mode == "official":
+        extraction = response
+        pred = parse_official(response, options)
+    else:
+        extraction = compat_extract(response or "") or (response or "")
+        pred = compat_choice_letter(extraction, options)
+        if pred is None and judge is not None:
+            opts = "\n".join(f"({c}) {o}" for c, o in zip(letters(len(options)), options))
+            reply = judge(EXTRACT_PROMPT.format(options=opts, response=response))
+            extraction = reply.strip()
+            pred, method = compat_choice_letter(extraction, options), "llm"
+    return {"id": record.get("id"), "extraction": extraction if mode != "official" else None, "prediction": pred,
+            "correct": pred is not None and pred == record.get("answer"), "unparsed": pred is None,
+            "method": method}
+
+
+def rescore(outputs_path, *, mode: str = "official", field: str = "response", judge: Judge | None = None,
+            records: list[dict] | None = None) -> ScoreResult:
+    """Rescore an official MMMU-Pro output jsonl (rows with options, answer, subject, response)."""
+    check_mode(mode)
+    recs = records if records is not None else load_records(outputs_path)
+    items = [score_item(r, r.get(field), mode, judge=judge) for r in recs]
+    return make_result(BENCHMARK, mode, items, recs, BREAKDOWN, options={"field": field, "judge": judge is not None})
+
+
+def to_official_json(result: ScoreResult) -> dict:
+    """MMMU-style results: {"Overall": {num, acc}, "Overall-<discipline>": ..., "<subject>": ...}; acc is a
+    fraction rounded to 3 decimals as MMMU prints it, plus `correct` and the percent `accuracy`."""
+
+    def cell(c: dict) -> dict:
+        return {"num": c["n"], "acc": round(c["correct"] / c["n"], 3) if c["n"] else 0.0,
+                "correct": c["correct"], "accuracy": c["accuracy"]}
+
+    out = {"Overall": cell({"n": result.n, "correct": result.correct, "accuracy": result.accuracy}),
+           "unparsed": result.unparsed}
+    for disc, c in result.breakdown.get("discipline", {}).items():
+        out[f"Overall-{disc}"] = cell(c)
+    for subj, c in result.breakdown.get("subject", {}).items():
+        out[subj] = cell(c)
+    return out

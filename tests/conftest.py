@@ -1,0 +1,20 @@
+import pytest
+
+from srpo.data import generate_problems, save_problems
+from srpo.models import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    build_tiny_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def problems_file(tmp_path_factory):
+    """Synthetic problems of several families, sizes and answer types (numbers and option letters)."""
+    path = tmp_path_factory.mktemp("problems") / "problems.jsonl"
+    problems = generate_problems(12, seed=3, difficulty=1, image_size=84)
+    problems += generate_problems(4, seed=4, difficulty=2, image_size=140)
+    return save_problems(problems, path)

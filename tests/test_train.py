@@ -1,0 +1,119 @@
+"""Both stages on TRL with the tiny model: label masking, frozen vision, LoRA, the group filter, resuming."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+import torch
+
+from srpo.config import RLStageConfig, SFTStageConfig
+from srpo.data import load_problems, problems_to_dataset
+from srpo.demo import pretrain_target
+from srpo.format import render_response
+from srpo.models import load_model
+from srpo.train.rl import PromptTooLongError, build_rl_trainer
+from srpo.train.sft import build_sft_trainer, run_sft
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sft_dataset(tmp_path_factory, problems_file):
+    problems = load_problems(problems_file)
+    ds = problems_to_dataset(problems).add_column("target", [pretrain_target(p) for p in problems])
+    path = tmp_path_factory.mktemp("sft") / "data"
+    ds.save_to_disk(str(path / "dataset"))
+    return path
+
+
+def sft_config(tiny_model_dir, sft_dataset, tmp_path, **kw):
+    base = dict(model=str(tiny_model_dir), dataset=str(sft_dataset), output_dir=str(tmp_path / "sft"), max_steps=2,
+                per_device_train_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-3, report_to=[],
+                save_steps=100, logging_steps=1)
+    return SFTStageConfig(**{**base, **kw})
+
+
+def test_sft_loss_is_on_the_assistant_completion_only(tiny_model_dir, sft_dataset, tmp_path):
+    trainer = build_sft_trainer(sft_config(tiny_model_dir, sft_dataset, tmp_path))
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    targets = [row["completion"][0]["content"] for row in rows]
+    batch = trainer.data_collator(rows)
+    tokenizer = trainer.processing_class.tokenizer
+    image_token = trainer.processing_class.image_token_id
+    assert (batch["input_ids"] == image_token).any()
+    for i, target in enumerate(targets):
+        trained = batch["labels"][i][batch["labels"][i] != -100]
+        assert image_token not in trained.tolist()
+        # Exactly the target text and the end-of-turn token are trained: not the system prompt, question or image.
+        assert tokenizer.decode(trained).strip() == target + "<|im_end|>"
+
+
+def test_sft_with_lora_keeps_vision_frozen_and_saves_a_merged_model(tiny_model_dir, sft_dataset, tmp_path):
+    before = load_model(tiny_model_dir)
+    final = run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path, lora=True, lora_r=4, freeze_vision=True))
+    after = load_model(final)
+    changed = {n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])}
+    assert changed, "training changed nothing"
+    assert not any("visual" in n for n in changed), "the vision tower must stay frozen"
+    assert any("layers" in n and "visual" not in n for n in changed)
+
+
+def rl_config(model, problems_file, tmp_path, **kw):
+    base = dict(model=str(model), dataset=str(problems_file), output_dir=str(tmp_path / "rl"), num_generations=4,
+                prompts_per_step=2, per_device_train_batch_size=8, max_completion_length=12, max_steps=2,
+                learning_rate=1e-5, report_to=[], save_steps=100, logging_steps=1, max_prompt_length=512)
+    return RLStageConfig(**{**base, **kw})
+
+
+def test_group_accuracy_filter_silences_groups_outside_the_band(tiny_model_dir, problems_file, tmp_path):
+    trainer = build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, group_accuracy_filter=[0.1, 0.9]))
+    right = render_response("I count 3.", "$\\boxed{3}$", "Correct count.", "3 shapes.", "$\\boxed{3}$")
+    wrong = render_response("I count 2.", "$\\boxed{2}$", "Recount.", "2 shapes.", "$\\boxed{2}$")
+    completions = [[{"role": "assistant", "content": c}] for c in [right] * 4 + [right, wrong, wrong, right]]
+    inputs = [{"answer": "3", "choices": None, "prompt": []} for _ in completions]
+    rewards = trainer._calculate_rewards(inputs, [[]] * 8, completions, [[1]] * 8)
+    total = (rewards * trainer.reward_weights.to(rewards)).sum(dim=1)
+    assert torch.allclose(total[:4], total[:4].mean())  # all right (accuracy 1.0 > 0.9): no advantage
+    assert total[4:].std() > 0  # accuracy 0.5: kept
+    assert trainer._metrics["train"]["filter/dropped_group_fraction"][-1] == 0.5
+
+
+def test_over_long_image_prompts_are_rejected_by_id(tiny_model_dir, problems_file, tmp_path):
+    with pytest.raises(PromptTooLongError, match=r"exceed max_prompt_length=40: syn-"):
+        build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, max_prompt_length=40))
+
+
+def test_rl_killed_after_first_checkpoint_resumes(tiny_model_dir, problems_file, tmp_path):
+    out = tmp_path / "rl"
+    config = tmp_path / "rl.yaml"
+    config.write_text(
+        f"model: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
+        "prompts_per_step: 2\nper_device_train_batch_size: 8\nmax_completion_length: 8\nmax_steps: 6\n"
+        "save_steps: 2\nlogging_steps: 1\nreport_to: []\nmax_prompt_length: 512\n"
+    )
+    command = [sys.executable, "-m", "srpo.cli", "rl", "--config", str(config)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint-2" / "trainer_state.json").exists():
+        assert first.poll() is None, first.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint's files finish writing
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not (out / "final").exists()
+
+    second = subprocess.run(command + ["--max_steps", "6"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming from" in second.stderr + second.stdout
+    state = (out / "checkpoint-6" / "trainer_state.json").read_text()
+    import json
+
+    history = json.loads(state)["log_history"]
+    steps = [h["step"] for h in history if "loss" in h]
+    assert steps == [1, 2, 3, 4, 5, 6]  # continued from step 2, not restarted
+    assert (out / "final" / "config.json").exists()
