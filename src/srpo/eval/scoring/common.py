@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ Judge = Callable[[str], str]
 
 
 def shared_dir() -> Path:
-    """The shared benchmark folder: $SRPO_SHARED_DIR (or its benchmarks/), else ../shared/benchmarks next to the repository root."""
+    """The shared benchmark folder: $SRPO_SHARED_DIR (or its benchmarks/), else ../shared/benchmarks next to the
+    repository root."""
     env = os.environ.get(SHARED_ENV)
     if env:  # either the shared folder itself or its benchmarks/ folder
         p = Path(env)

@@ -26,7 +26,6 @@ from srpo.eval.scoring.common import (
     check_mode,
     compat_choice_letter,
     compat_extract,
-    letters,
     load_records,
     make_result,
 )
@@ -86,6 +85,8 @@ def _fix_sqrt(s: str) -> str:
     return out
 
 
+# MATH's \frac12 -> \frac{1}{2} rewrite: off, because the official MathVision extraction does not apply it
+# (the published model answers keep "\frac14", "\frac19", ...). Kept for reference.
 FIX_FRACS = False
 
 

@@ -245,7 +245,8 @@ def score_item(record: dict, response_or_extraction: str, mode: str = "official"
     # srpo_compat
     if text is None:
         text = ""
-    ans = text if extracted else (compat_extract(text) or text)
+    found = text if extracted else compat_extract(text)
+    ans = found if found is not None else text
     pred = _compat_prepass(record, ans)
     method = "rule"
     if pred is None and judge is not None:

@@ -134,7 +134,7 @@ def score_item(record: dict, response_or_extraction: str, mode: str = "official"
             reply = judge(EXTRACT_PROMPT.format(options=opts, response=response))
             extraction = reply.strip()
             pred, method = compat_choice_letter(extraction, options), "llm"
-    return {"id": record.get("id"), "extraction": extraction if mode != "official" else None, "prediction": pred,
+    return {"id": record.get("id"), "extraction": pred if mode == "official" else extraction, "prediction": pred,
             "correct": pred is not None and pred == record.get("answer"), "unparsed": pred is None,
             "method": method}
 
