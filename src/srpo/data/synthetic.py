@@ -21,6 +21,8 @@ from srpo.data.schema import CHOICE_LETTERS, Problem
 
 FAMILIES = ("count_shapes", "color_sum", "bar_chart", "compare_lengths", "shape_color")
 DIFFICULTIES = (1, 2, 3)
+# Level 0 (opt-in): one or a few large, bold objects, learnable by a tiny model trained from scratch in minutes.
+LEVELS = (0, *DIFFICULTIES)
 COLORS = {
     "red": (220, 30, 30),
     "blue": (30, 70, 220),
@@ -59,8 +61,8 @@ def generate_problems(
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
         raise ValueError(f"families must be a non-empty subset of {FAMILIES}; unknown: {unknown}")
-    if not difficulties or any(d not in DIFFICULTIES for d in difficulties):
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES} or a non-empty list of them, got {difficulty!r}")
+    if not difficulties or any(d not in LEVELS for d in difficulties):
+        raise ValueError(f"difficulty must be one of {LEVELS} or a non-empty list of them, got {difficulty!r}")
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE} px so text and shapes stay legible, got {image_size}")
     if n < 0:
@@ -177,6 +179,8 @@ def _unique_max(counts: dict[str, int]) -> bool:
 
 
 def _count_shapes(rng: random.Random, level: int, size: int) -> _Draft:
+    if level == 0:
+        return _count_big_shapes(rng, size)
     side, n_kinds = {1: (3, 2), 2: (3, 3), 3: (4, 4)}[level]
     kinds = rng.sample(SHAPES, n_kinds)
     variant = "most_common" if rng.random() < 0.25 else "count"
@@ -227,6 +231,7 @@ def _count_shapes(rng: random.Random, level: int, size: int) -> _Draft:
 
 
 def _color_sum(rng: random.Random, level: int, size: int) -> _Draft:
+    level = max(level, 1)  # no level 0: digits are never "large, bold objects" for a tiny vision tower
     side, n_colors, top, n_target, n_other = {
         1: (3, 2, 5, (1, 3), (1, 2)),
         2: (3, 3, 6, (2, 3), (2, 3)),
@@ -281,6 +286,7 @@ def _color_sum(rng: random.Random, level: int, size: int) -> _Draft:
 
 
 def _bar_chart(rng: random.Random, level: int, size: int) -> _Draft:
+    level = max(level, 1)  # no level 0: reading a scale is never a warm-up task
     n_bars, top, tick = {1: (3, 5, 1), 2: (4, 8, 2), 3: (5, 10, 2)}[level]
     labels = list(CHOICE_LETTERS[:n_bars])
     weights = (0.6, 0.0, 0.4) if level == 1 else (0.35, 0.35, 0.3)
@@ -343,6 +349,8 @@ def _bar_chart(rng: random.Random, level: int, size: int) -> _Draft:
 
 
 def _compare_lengths(rng: random.Random, level: int, size: int) -> _Draft:
+    if level == 0:
+        return _compare_two_bars(rng, size)
     n_lines = level + 1
     variant = "longest" if rng.random() < (0.7 if level == 1 else 0.6) else "count_longer"
     if variant == "longest" and level == 3 and rng.random() < 0.5:
@@ -402,6 +410,8 @@ def _compare_lengths(rng: random.Random, level: int, size: int) -> _Draft:
 
 
 def _shape_color(rng: random.Random, level: int, size: int) -> _Draft:
+    if level == 0:
+        return _one_shape_color(rng, size)
     n_shapes, n_choices = {1: (2, 3), 2: (3, 4), 3: (4, 4)}[level]
     shapes = rng.sample(SHAPES, n_shapes)
     colors = rng.sample(list(COLORS), max(n_shapes, n_choices))
@@ -419,6 +429,60 @@ def _shape_color(rng: random.Random, level: int, size: int) -> _Draft:
     solution = f"The image shows {seen}. The {target} is {colors[0]}, which is option {letter}. So the answer is {letter}."
     scene = {"objects": objects, "target": target}
     return _Draft(f"What color is the {target}?", letter, solution, image, "color_of", scene, choices)
+
+
+# ---- level 0: large, bold objects ------------------------------------------------------------------------------------
+
+
+def _count_big_shapes(rng: random.Random, size: int) -> _Draft:
+    shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
+    n = rng.randint(1, 4)
+    boxes = _grid_boxes(rng, n, 2, size, 0.85)
+    image, draw = _canvas(size)
+    objects = []
+    for box in boxes:
+        _draw_shape(draw, shape, box, COLORS[color])
+        objects.append({"shape": shape, "color": color, "box": box})
+    solution = f"I see {n} {color} {_plural(shape, n)}. So the answer is {n}."
+    scene = {"objects": objects, "target": shape}
+    return _Draft(f"How many {shape}s are there in the image?", str(n), solution, image, "count", scene)
+
+
+def _compare_two_bars(rng: random.Random, size: int) -> _Draft:
+    colors = rng.sample(list(COLORS), 2)
+    margin = size * 0.08
+    usable = size - 2 * margin
+    lengths = rng.sample([round(usable * f) for f in (0.25, 0.45, 0.65, 1.0)], 2)
+    width = round(size * 0.2)
+    image, draw = _canvas(size)
+    lines = []
+    for row, (color, length) in enumerate(zip(colors, lengths)):
+        y = round(margin + (row + 0.5) * usable / 2)
+        x0 = round(margin)
+        draw.line([(x0, y), (x0 + length, y)], fill=COLORS[color], width=width)
+        lines.append({"color": color, "length": length, "start": [x0, y], "end": [x0 + length, y]})
+    best = max(lines, key=lambda ln: ln["length"])["color"]
+    other = next(c for c in colors if c != best)
+    choices = list(colors)
+    rng.shuffle(choices)
+    letter = _letter_of(choices, best)
+    solution = f"The {best} line is longer than the {other} line. The {best} line is option {letter}. So the answer is {letter}."
+    scene = {"lines": lines, "reference": None}
+    return _Draft("Which line is the longest?", letter, solution, image, "longest", scene, choices)
+
+
+def _one_shape_color(rng: random.Random, size: int) -> _Draft:
+    shape = rng.choice(SHAPES)
+    colors = rng.sample(list(COLORS), 3)
+    box = _grid_boxes(rng, 1, 1, size, 0.7)[0]
+    image, draw = _canvas(size)
+    _draw_shape(draw, shape, box, COLORS[colors[0]])
+    choices = list(colors)
+    rng.shuffle(choices)
+    letter = _letter_of(choices, colors[0])
+    solution = f"The image shows {_article(colors[0])} {colors[0]} {shape}. It is option {letter}. So the answer is {letter}."
+    scene = {"objects": [{"shape": shape, "color": colors[0], "box": box}], "target": shape}
+    return _Draft(f"What color is the {shape}?", letter, solution, image, "color_of", scene, choices)
 
 
 _BUILDERS = {
