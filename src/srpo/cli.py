@@ -8,18 +8,22 @@ from typing import Optional
 
 import typer
 
+from srpo.eval.cli import eval_app
+
 app = typer.Typer(help="SRPO: reflection-aware RL for multimodal LLMs, on TRL.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+app.add_typer(eval_app, name="eval")
 
 
 @app.callback()
 def main() -> None:
     """Show srpo's own progress messages (resuming, skipped rows, ...) on stderr."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[srpo] %(message)s"))
     logger = logging.getLogger("srpo")
-    logger.addHandler(handler)
+    if not logger.handlers:  # once per process, however many commands run in it
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[srpo] %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
 
@@ -56,11 +60,29 @@ def rl(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAM
 
 @app.command(context_settings=PASS_THROUGH)
 def reflect(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (ReflectConfig).")):
-    """Stage 1 data: policy attempts, teacher reflections, filtering -> SFT dataset. Overrides: --key value."""
+    """Stage 1 data: policy attempts, teacher reflections, filtering -> SFT dataset. Overrides: --key value.
+
+    Every ReflectConfig field is a flag (dashes or underscores):
+
+    srpo reflect --problems FILE --policy MODEL_OR_URL --teacher URL --teacher-model NAME --out DIR
+
+    --policy: a local model path, or the http(s) URL of an OpenAI-compatible server (--policy-model NAME).
+
+    --teacher: oracle, or the http(s) URL of an OpenAI-compatible server. The API key is read from the environment variable named by --teacher-api-key-env (default OPENAI_API_KEY).
+
+    Also --concurrency, --max-retries, --malformed-retries, --request-timeout, --teacher-prompt FILE, --teacher-json-mode, --teacher-price-input / --teacher-price-output (USD per 1M tokens), --retry-failed.
+
+    Rerun with the same --out to resume. See docs/teacher.md.
+    """
     from srpo.config import ReflectConfig, load_config
     from srpo.reflect.build import run_reflect
+    from srpo.reflect.endpoint import EndpointFatalError
 
-    out = run_reflect(load_config(ReflectConfig, config, ctx.args))
+    try:
+        out = run_reflect(load_config(ReflectConfig, config, ctx.args))
+    except EndpointFatalError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo((out / "summary.json").read_text())
 
 

@@ -1,0 +1,62 @@
+"""The optional LLM extractor / judge for the GPT steps of the official protocols (MathVista extraction, MathVerse
+extraction and judging, the GPT-4o fallbacks of the SRPO scripts). Off by default; the scorers call it only where
+their rules fail.
+
+    judge = OpenAIJudge("https://api.openai.com/v1", "gpt-4o-2024-11-20", api_key_env="OPENAI_API_KEY")
+    rescore("mathverse", "outputs.json", judge=judge)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from srpo.eval.endpoint import chat_once, openai_client
+
+
+@dataclass
+class JudgeConfig:
+    base_url: str | None = None  # None: no judge
+    model: str = "gpt-4o-2024-11-20"  # the SRPO scripts' extractor / judge
+    api_key_env: str = "OPENAI_API_KEY"
+    max_tokens: int = 256
+    timeout: float = 120.0
+    max_retries: int = 5
+
+    def build(self) -> "OpenAIJudge | None":
+        if not self.base_url:
+            return None
+        return OpenAIJudge(self.base_url, self.model, api_key_env=self.api_key_env, max_tokens=self.max_tokens,
+                           timeout=self.timeout, max_retries=self.max_retries)
+
+
+class OpenAIJudge:
+    """`judge(prompt) -> str` through an OpenAI-compatible chat endpoint: greedy, one user turn, replies cached per
+    prompt (the scorers ask the same question again when a file is rescored). Thread-safe."""
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 256,
+                 timeout: float = 120.0, max_retries: int = 5):
+        if not model:
+            raise ValueError("OpenAIJudge: a model name is required (e.g. gpt-4o-2024-11-20)")
+        self.base_url, self.model, self.max_tokens = base_url, model, max_tokens
+        self._client = openai_client(base_url, api_key_env, timeout=timeout, max_retries=max_retries)
+        self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.calls = 0  # requests actually sent
+
+    def __call__(self, prompt: str) -> str:
+        with self._lock:
+            if prompt in self._cache:
+                return self._cache[prompt]
+        try:
+            text, _ = chat_once(self._client, self.model, [{"role": "user", "content": prompt}],
+                                max_tokens=self.max_tokens)
+        except Exception as exc:
+            raise RuntimeError(f"judge {self.model} at {self.base_url} failed: {exc}") from exc
+        with self._lock:
+            self.calls += 1
+            self._cache[prompt] = text
+        return text
+
+    def describe(self) -> dict:
+        return {"base_url": self.base_url, "model": self.model, "calls": self.calls}

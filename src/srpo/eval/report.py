@@ -1,0 +1,171 @@
+"""Evaluation reports: report.md with tables and one PNG bar chart per breakdown category; `compare_runs` puts
+several run folders side by side."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MAX_BARS = 40  # categories with more values show the 40 largest in the chart (the table has all)
+
+REFLECTION_COLUMNS = [
+    ("final acc %", "final_accuracy", 100), ("first acc %", "first_accuracy", 100),
+    ("w->r %", "wrong_to_right", 100), ("r->r %", "right_to_right", 100), ("r->w %", "right_to_wrong", 100),
+    ("w->w %", "wrong_to_wrong", 100), ("reflect %", "reflection_rate", 100), ("format %", "format_rate", 100),
+    ("resp len", "mean_response_tokens", 1), ("refl len", "mean_reflection_tokens", 1),
+]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "category"
+
+
+def plot_category(category: str, cells: dict[str, dict], path: Path, title: str = "") -> Path:
+    """Horizontal bars of accuracy per value, labelled correct/n."""
+    ordered = sorted(cells.items(), key=lambda kv: -kv[1]["n"])[:MAX_BARS]
+    ordered.sort(key=lambda kv: kv[0])
+    names = [k for k, _ in ordered]
+    acc = [c["accuracy"] for _, c in ordered]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.4))
+    ax.barh(range(len(names)), acc, color="#4C72B0")
+    for i, (_, c) in enumerate(ordered):
+        ax.text(min(c["accuracy"], 100) + 1, i, f"{c['correct']}/{c['n']}", va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 110)
+    ax.set_xlabel("accuracy (%)")
+    ax.set_title(title or category, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def reflection_table(rows: dict[str, dict]) -> str:
+    lines = ["| run | " + " | ".join(c[0] for c in REFLECTION_COLUMNS) + " |",
+             "|---" * (len(REFLECTION_COLUMNS) + 1) + "|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m.get(k, 0) * s:.1f}" for _, k, s in REFLECTION_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
+    """report.md and plots/<category>.png in the run folder."""
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    gen, sc = run["generation"], run["scoring"]
+    judge = sc.get("judge")
+    served = f", served as {gen['served_model']}" if gen.get("served_model") else ""
+    limit = f", limit {run['limit']}" if run.get("limit") else ""
+    judged = f"{judge['model']} at {judge['base_url']}" if judge else "none (rules only)"
+    lines = [
+        f"# Evaluation: {gen['benchmark']} {gen['split']}",
+        "",
+        f"- model: `{gen['model']}` (backend {gen['backend']}{served})",
+        f"- data: `{run['data']}` ({run['n_items']} items{limit})",
+        f"- prompt: {gen['prompt']}; greedy; max new tokens {gen['max_new_tokens']}",
+        f"- scoring: mode **{sc['mode']}**, scorer {sc['scorer']}, options {json.dumps(sc['options'])}, "
+        f"judge {judged}; the final answer is scored",
+        "",
+        "## Score",
+        "",
+        "| benchmark | split | mode | n | correct | accuracy % | unparsed |",
+        "|---|---|---|---|---|---|---|",
+        f"| {gen['benchmark']} | {gen['split']} | {sc['mode']} | {result.n} | {result.correct} | {result.accuracy:.2f} "
+        f"| {result.unparsed} |",
+        "",
+        f"## Reflection metrics (all {metrics['n']} items; lengths in {metrics.get('length_unit', 'tokens')})",
+        "",
+        "Transitions and rates are % of all items; the four transitions add up to the reflection rate.",
+        "",
+        reflection_table({gen["benchmark"]: metrics}),
+    ]
+    for category, cells in result.breakdown.items():
+        if not cells:
+            continue
+        png = plot_category(category, cells, plots / f"{_safe(category)}.png",
+                            f"{gen['benchmark']} {gen['split']}: accuracy by {category} ({sc['mode']})")
+        lines += ["", f"## By {category}", "", "| value | n | correct | accuracy % |", "|---|---|---|---|"]
+        lines += [f"| {v} | {c['n']} | {c['correct']} | {c['accuracy']:.2f} |" for v, c in sorted(cells.items())]
+        lines += ["", f"![{category}](plots/{png.name})"]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def load_run(run_dir: str | Path) -> dict:
+    d = Path(run_dir)
+    for name in ("run.json", "metrics.json"):
+        if not (d / name).exists():
+            raise FileNotFoundError(f"{d}: no {name}; is this an `srpo eval` run folder?")
+    return {"dir": d, "run": json.loads((d / "run.json").read_text()),
+            "metrics": json.loads((d / "metrics.json").read_text())}
+
+
+def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> str:
+    """Markdown with the runs side by side (score, reflection metrics, shared breakdown categories); with `out`
+    (a folder) also compare.md and compare.png there."""
+    runs = [load_run(d) for d in run_dirs]
+    names = _unique_names(runs)
+    lines = ["# Evaluation runs compared", "",
+             "| run | model | benchmark | split | mode | n | score % | first acc % | final acc % | reflect % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in zip(names, runs):
+        g, m = r["run"]["generation"], r["metrics"]
+        lines.append(f"| {name} | `{g['model']}` | {g['benchmark']} | {g['split']} | {m['mode']} | {m['n_scored']} | "
+                     f"{m['score']:.2f} | {100 * m['first_accuracy']:.1f} | {100 * m['final_accuracy']:.1f} | "
+                     f"{100 * m['reflection_rate']:.1f} |")
+    lines += ["", "## Reflection metrics", "", reflection_table({n: r["metrics"] for n, r in zip(names, runs)})]
+    benchmarks = {r["run"]["generation"]["benchmark"] for r in runs}
+    if len(benchmarks) == 1:
+        cats = [c for c in runs[0]["metrics"].get("breakdown", {})
+                if all(c in r["metrics"].get("breakdown", {}) for r in runs)]
+        for cat in cats:
+            values = sorted({v for r in runs for v in r["metrics"]["breakdown"][cat]})
+            lines += ["", f"## By {cat} (accuracy %)", "", "| value | " + " | ".join(names) + " |",
+                      "|---" * (len(names) + 1) + "|"]
+            for v in values:
+                cells = [r["metrics"]["breakdown"][cat].get(v) for r in runs]
+                lines.append(f"| {v} | " + " | ".join(f"{c['accuracy']:.2f} ({c['n']})" if c else "-"
+                                                       for c in cells) + " |")
+    text = "\n".join(lines) + "\n"
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _plot_compare(names, runs, out / "compare.png")
+        (out / "compare.md").write_text(text + "\n![runs](compare.png)\n")
+    return text
+
+
+def _unique_names(runs: list[dict]) -> list[str]:
+    names = [r["dir"].name for r in runs]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{r['dir'].parent.name}/{r['dir'].name}" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+
+
+def _plot_compare(names: list[str], runs: list[dict], path: Path) -> Path:
+    x = range(len(names))
+    fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2.5, 4))
+    series = [("score", lambda m: m["score"]), ("first answer", lambda m: 100 * m["first_accuracy"])]
+    series += [(t.replace("_", " "), lambda m, t=t: 100 * m[t]) for t in ("wrong_to_right", "right_to_wrong")]
+    width = 0.8 / len(series)
+    top = max((get(r["metrics"]) for _, get in series for r in runs), default=0)
+    ax.set_ylim(0, max(top * 1.15, 5))
+    for k, (label, get) in enumerate(series):
+        ax.bar([i + (k - (len(series) - 1) / 2) * width for i in x], [get(r["metrics"]) for r in runs], width,
+               label=label)
+    ax.set_xticks(list(x), names, fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_title("Runs compared")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

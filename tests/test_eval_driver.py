@@ -1,0 +1,222 @@
+"""End to end: the tiny offline model evaluated on MathVision testmini with its real images (all 304 items), through
+`srpo eval`; resume; `srpo eval score` on the run's own output file; `srpo eval compare`; a problem-schema file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from srpo.cli import app
+from srpo.eval.driver import final_view, first_view
+from srpo.eval.scoring import mathvision
+from srpo.eval.scoring.common import shared_dir
+from srpo.format import render_response
+
+SHARED = shared_dir()
+
+
+class _Runner(CliRunner):
+    """CliRunner that removes the log handlers `srpo`'s callback adds per invocation (bound to the runner's stream,
+    which is closed afterwards: later log calls would print logging errors)."""
+
+    def invoke(self, *args, **kwargs):
+        logger = logging.getLogger("srpo")
+        before = list(logger.handlers)
+        try:
+            return super().invoke(*args, **kwargs)
+        finally:
+            logger.handlers[:] = before
+
+
+runner = _Runner()
+RUN_FILES = ("run.json", "responses.jsonl", "items.jsonl", "outputs_mathvision.jsonl", "scores.json", "metrics.json",
+             "report.md", "plots/level.png", "plots/subject.png", "plots/subject_level.png")
+ITEM_KEYS = {"id", "gold", "response", "extraction", "prediction", "correct", "first_answer", "final_answer",
+             "first_correct", "final_correct", "reflected", "transition", "five_block", "response_tokens",
+             "reflection_tokens", "unparsed", "method"}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: the 2-core machine is shared, and two threads under contention are ~10x slower here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _eval(*args: str):
+    extra = [] if args[0] in ("score", "compare") else ["--no-progress"]
+    res = runner.invoke(app, ["eval", *args, *extra])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return res
+
+
+@pytest.fixture(scope="module")
+def mathvision_run(tiny_model_dir, tmp_path_factory, one_thread):
+    if not (SHARED / "mathvision" / "images").exists():
+        pytest.skip(f"MathVision testmini images not available under {SHARED}")
+    out = tmp_path_factory.mktemp("eval") / "tiny_mathvision"
+    t0 = time.time()
+    _eval("--model", str(tiny_model_dir), "--benchmark", "mathvision", "--split", "testmini", "--out", str(out),
+          "--max-new-tokens", "16", "--batch-size", "16")
+    return out, time.time() - t0
+
+
+@pytest.mark.slow
+def test_e2e_tiny_model_on_mathvision_testmini(mathvision_run):
+    out, seconds = mathvision_run
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    run = json.loads((out / "run.json").read_text())
+    assert run["n_items"] == 304 and run["data"].endswith("mathvision/data/testmini.jsonl")
+    assert run["generation"]["max_new_tokens"] == 16 and run["generation"]["prompt"] == "reflection"
+    assert run["generation"]["backend"] == "local" and run["timings"]["generated"] == 304
+
+    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert len(items) == 304 and all(ITEM_KEYS <= set(it) for it in items)
+    assert all(0 < it["response_tokens"] <= 16 for it in items)
+    # the official scorer, independently, on the raw responses gives the same verdicts
+    records = mathvision.load_data(SHARED / "mathvision" / "data" / "testmini.jsonl")
+    outputs = [json.loads(line) for line in (out / "outputs_mathvision.jsonl").read_text().splitlines()]
+    assert [o["id"] for o in outputs] == [it["id"] for it in items]
+    for o, it in zip(outputs, items):
+        verdict = mathvision.score_item(records[o["id"]], o["response"], "official")
+        assert (verdict["correct"], verdict["extraction"]) == (o["correct"], o["model_answer"]) == (
+            it["correct"], it["extraction"])
+    correct = sum(it["correct"] for it in items)
+
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["-all"] == f"{correct}/304={round(correct / 304 * 100, 2)}%"
+    assert {f"-level{k}" for k in range(1, 6)} <= set(scores) and "-level1_counting" in scores
+    assert scores["scoring"]["mode"] == "official" and scores["scoring"]["scored_answer"] == "final"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == metrics["n_scored"] == 304 and metrics["correct"] == correct
+    assert metrics["final_accuracy"] == pytest.approx(correct / 304)
+    assert sum(metrics[t] for t in ("wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong")) == \
+        pytest.approx(metrics["reflection_rate"])
+    assert sum(c["n"] for c in metrics["breakdown"]["level"].values()) == 304
+    report = (out / "report.md").read_text()
+    assert "| mathvision | testmini | official | 304 |" in report and "![level](plots/level.png)" in report
+    assert "final acc %" in report and "| level5 |" in report
+    print(f"\n[e2e] tiny model, MathVision testmini: {correct}/304 correct ({scores['-all']}), "
+          f"{seconds:.1f} s in all, generation {run['timings']['generate_s']:.1f} s")
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_refuses_a_different_run(mathvision_run, tiny_model_dir):
+    out, _ = mathvision_run
+    before = (out / "scores.json").read_text()
+    _eval("--model", str(tiny_model_dir), "--benchmark", "mathvision:testmini", "--out", str(out),
+          "--max-new-tokens", "16")
+    assert json.loads((out / "run.json").read_text())["timings"]["generated"] == 0
+    assert (out / "scores.json").read_text() == before
+    res = runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--benchmark", "mathvision:testmini", "--out",
+                              str(out), "--max-new-tokens", "16", "--prompt", "plain"])
+    assert res.exit_code != 0 and "prompt: 'reflection' -> 'plain'" in str(res.exception)
+
+
+@pytest.mark.slow
+def test_eval_score_rescores_the_runs_output_file(mathvision_run):
+    out, _ = mathvision_run
+    scores = json.loads((out / "scores.json").read_text())
+    for mode in ("official", "srpo_compat"):
+        res = runner.invoke(app, ["eval", "score", "--benchmark", "mathvision", "--outputs",
+                                  str(out / "outputs_mathvision.jsonl"), "--mode", mode])
+        assert res.exit_code == 0, res.output
+        saved = json.loads((out / f"outputs_mathvision_scores_{mode}.json").read_text())
+        assert saved["scoring"]["mode"] == mode and saved["scoring"]["n"] == 304
+        if mode == "official":
+            assert saved["-all"] == scores["-all"] and f"= {scores['scoring']['accuracy']:.2f}%" in res.output
+
+
+@pytest.mark.slow
+def test_compare_puts_runs_side_by_side(mathvision_run, tmp_path):
+    out, _ = mathvision_run
+    compat = tmp_path / "tiny_compat"  # the same responses scored in srpo_compat mode: no generation
+    compat.mkdir()
+    for name in ("run.json", "responses.jsonl"):
+        shutil.copy(out / name, compat / name)
+    run = json.loads((out / "run.json").read_text())
+    _eval("--model", run["generation"]["model"], "--benchmark", "mathvision:testmini", "--out", str(compat),
+          "--max-new-tokens", "16", "--mode", "srpo_compat")
+    assert json.loads((compat / "metrics.json").read_text())["mode"] == "srpo_compat"
+    res = _eval("compare", str(out), str(compat), "--out", str(tmp_path / "cmp"))
+    assert "| tiny_mathvision |" in res.output and "| tiny_compat |" in res.output
+    assert "| official |" in res.output and "| srpo_compat |" in res.output
+    assert "## By subject (accuracy %)" in res.output and "| level1 |" in res.output
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    assert (tmp_path / "cmp" / "compare.md").read_text().startswith("# Evaluation runs compared")
+
+
+@pytest.mark.slow
+def test_problem_schema_file_with_the_tiny_model(problems_file, tiny_model_dir, tmp_path, one_thread):
+    out = tmp_path / "synthetic"
+    _eval("--model", str(tiny_model_dir), "--benchmark", str(problems_file), "--out", str(out), "--limit", "6",
+          "--max-new-tokens", "8", "--prompt", "plain")
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["scoring"]["mode"] == "srpo_answers" and scores["average"]["total"] == 6
+    assert set(scores) >= {"average", "answer_type", "scoring"}
+    assert len((out / "outputs_problems.jsonl").read_text().splitlines()) == 6
+    assert (out / "plots" / "answer_type.png").is_file()
+
+
+def test_answer_views():
+    five = render_response("I count 3.", "$\\boxed{3}$", "Recount.", "I count 4.", "$\\boxed{4}$")
+    first = first_view(five)
+    assert first.endswith("</answer>") and "\\boxed{3}" in first and "\\boxed{4}" not in first
+    assert final_view(five, "official") == five
+    assert final_view(five, "srpo_compat").startswith("<answer>") and "\\boxed{3}" not in final_view(five,
+                                                                                                     "srpo_compat")
+    single = "<think>x</think><answer>5</answer>"
+    assert first_view(single) is None and final_view(single, "srpo_compat") == single
+
+
+def _png_dir(path, names):
+    from PIL import Image
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.new("RGB", (32, 32), (10, 120, 200)).save(path / name)
+    return path
+
+
+@pytest.mark.parametrize("benchmark", ["mathvista", "mathverse:visualizer_sample", "mmmu_pro:standard10"])
+def test_official_output_files_rescore_to_the_run_scores(benchmark, tmp_path):
+    """Saved responses (no model, no server: nothing left to generate) -> the run's official-format output file,
+    which `rescore` scores exactly as the run did."""
+    from srpo.eval.benchmarks import load_benchmark
+    from srpo.eval.driver import EvalConfig, run_eval
+    from srpo.eval.scoring import rescore
+
+    name = benchmark.split(":")[0]
+    if not (SHARED / name).exists():
+        pytest.skip(f"not available: {SHARED / name}")
+    images = None
+    if name == "mathvista":
+        images = _png_dir(tmp_path / "img", [f"{k}.jpg" for k in range(1, 9)])
+    elif name == "mmmu_pro":
+        rows = [json.loads(line) for line in
+                (SHARED / "mmmu_pro" / "gpt-4o_standard(10 options)_cot.jsonl").read_text().splitlines()[:8]]
+        images = _png_dir(tmp_path / "img", [f"{r['id']}_{k}.png" for r in rows for k in range(1, 8)])
+    bench = load_benchmark(benchmark, images=images, limit=8)
+    out = tmp_path / "run"
+    out.mkdir()
+    with (out / "responses.jsonl").open("w") as f:
+        for k, it in enumerate(bench.items):
+            gold = it.gold if k % 2 == 0 else "12345"
+            text = f"Answer: {gold}" if name == "mmmu_pro" else f"<think>.</think> <answer>$\\boxed{{{gold}}}$</answer>"
+            f.write(json.dumps({"id": it.id, "response": text, "tokens": None}) + "\n")
+    metrics = run_eval(EvalConfig(model="http://127.0.0.1:9/v1", benchmark=benchmark, out=str(out),
+                                  images=str(images) if images else None, limit=8, progress=False))
+    assert metrics["timings"]["generated"] == 0 and metrics["n"] == 8
+    outputs = out / json.loads((out / "run.json").read_text())["outputs"]
+    again = rescore(name, outputs)
+    assert (again.correct, again.n) == (metrics["correct"], metrics["n_scored"])
+    assert metrics["correct"] >= 3  # the gold answers given to even items are recognised
