@@ -37,6 +37,10 @@ class ModelOptions:
     gradient_checkpointing: bool = False
     bf16: bool = False
     max_pixels: int | None = None  # SPEC §3: 262144 for real models; None keeps the processor's own setting
+    # --- scale-out options (docs/scaling.md) ---
+    load_in_4bit: bool = False  # QLoRA: 4-bit NF4 base weights (bitsandbytes, CUDA) under LoRA; needs lora: true
+    use_liger_kernel: bool = False  # Liger Triton kernels (RMSNorm, RoPE, SwiGLU); needs `pip install liger-kernel`
+    attn_implementation: str | None = None  # e.g. flash_attention_2 or sdpa; None = transformers' default
 
 
 @dataclass
@@ -92,7 +96,11 @@ class RLStageConfig(ModelOptions):
     seed: int = 42
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     use_vllm: bool = False
-    vllm_mode: str = "colocate"
+    vllm_mode: str = "colocate"  # colocate (vLLM inside each training process) | server (`trl vllm-serve`)
+    vllm_server_base_url: str | None = None  # server mode, e.g. http://10.0.0.5:8000; None = localhost:8000
+    vllm_gpu_memory_utilization: float = 0.3  # colocate: fraction of each GPU's memory vLLM may take
+    vllm_tensor_parallel_size: int = 1  # colocate: GPUs per vLLM engine (server mode: set on `trl vllm-serve`)
+    vllm_enable_sleep_mode: bool = False  # colocate: vLLM releases its weights and KV cache while the policy trains
     trainer: dict[str, Any] = field(default_factory=dict)
 
 
@@ -216,9 +224,9 @@ class ReflectConfig:
     """Stage 1 data building (SPEC §3.2-§3.4): attempts, teacher reflections, filters."""
 
     problems: str = ""
-    policy: str = ""  # a model path (local batched generation)
+    policy: str = ""  # a model path (local batched generation) or the http(s) URL of an OpenAI-compatible server
     out: str = "outputs/reflect"
-    teacher: str = "oracle"
+    teacher: str = "oracle"  # "oracle" (worked solutions, no model) or the http(s) URL of an OpenAI-compatible server
     system_prompt: str = "attempt"
     attempt_temperature: float = 0.2  # SPEC §3.2
     attempt_max_new_tokens: int = 1024  # SPEC §3.2
@@ -231,3 +239,32 @@ class ReflectConfig:
     max_reflection_chars: int = 4000
     target_shape: str = "sft"  # sft: SPEC §1 SFT target (no second think); five_block: with the second think
     seed: int = 0
+    # --- endpoints (docs/teacher.md): policy and/or teacher on OpenAI-compatible servers ---
+    policy_model: str = ""  # model name at the policy endpoint; "" = the server's only model (as vllm serve lists)
+    policy_api_key_env: str = ""  # env var holding the policy endpoint's API key; "" = no key (local vllm/sglang)
+    teacher_model: str = ""  # model name at the teacher endpoint, e.g. o4-mini; "" = the server's only model
+    teacher_api_key_env: str = "OPENAI_API_KEY"  # env var holding the teacher's API key (the key is never logged)
+    teacher_prompt: str | None = None  # a template file; None = srpo.prompts.TEACHER_PROMPT_TEMPLATE (SPEC §2)
+    teacher_temperature: float | None = None  # None = the server's default (o-series models accept only that)
+    teacher_max_tokens: int | None = None  # sent as max_completion_tokens; None = the server's default
+    teacher_json_mode: bool = False  # send response_format={"type": "json_object"}
+    teacher_extra_body: dict[str, Any] = field(default_factory=dict)  # extra request fields, e.g. reasoning_effort
+    policy_extra_body: dict[str, Any] = field(default_factory=dict)
+    image_max_pixels: int | None = None  # downscale images sent to endpoints to at most this many pixels
+    concurrency: int = 32  # requests in flight per endpoint
+    http_backend: str = "auto"  # auto (aiohttp when installed, else httpx) | httpx | aiohttp: the openai SDK's transport
+    request_timeout: float = 300.0  # seconds per request
+    max_retries: int = 8  # per item, on 429 / 5xx / timeouts / dropped connections (exponential backoff + jitter)
+    malformed_retries: int = 2  # re-requests of a malformed teacher reply before the item is recorded as failed
+    backoff_base: float = 1.0  # seconds; retry k waits min(backoff_max, backoff_base * 2**k) * U(0.5, 1)
+    backoff_max: float = 60.0
+    abort_after_failures: int = 50  # stop the run after this many items in a row fail (0 = never)
+    retry_failed: bool = False  # on resume, request again the items recorded as failed
+    fsync: bool = True  # fsync the stores after each group of finished items
+    progress: bool = True  # progress bars (rate, ETA)
+    min_reflection_chars: int = 1
+    dedupe: bool = True  # drop an attempt identical to an earlier one on the same question and images
+    teacher_price_input: float = 0.0  # USD per 1M prompt tokens, for the cost estimate in summary.json
+    teacher_price_output: float = 0.0  # USD per 1M completion tokens
+    policy_price_input: float = 0.0
+    policy_price_output: float = 0.0

@@ -33,7 +33,9 @@ ATTEMPT_SYSTEM_PROMPT = (
     "the option letter for a multiple-choice question, the number for a numeric one."
 )
 
-TEACHER_PROMPT_TEMPLATE = """You are reviewing a student's attempt at a visual reasoning problem.
+# The stage-1 teacher prompt (SPEC §2), sent with the problem's image(s). Editable: `srpo reflect --teacher-prompt FILE`
+# with the placeholders {question}, {reasoning}, {predicted_answer}, {reference_answer} and {response}.
+TEACHER_PROMPT_TEMPLATE = """You are reviewing a student's attempt at a visual reasoning problem. The problem's image(s) are attached.
 
 Question:
 {question}

@@ -1,30 +1,53 @@
-"""Build the stage-1 reflection dataset: attempts -> reflections -> filters -> an SFT-ready dataset on disk.
+"""Build the stage-1 reflection dataset: attempts -> filters -> teacher reflections -> an SFT-ready dataset on disk.
 
-Files in the output dir: `attempts.jsonl` (one line per problem, appended as generated, so a rerun skips finished
-problems), `dataset/` (datasets format: question, images, target, ...) and `summary.json` (kept/dropped by reason).
+The policy is a local model (batched generation) or an OpenAI-compatible endpoint; the teacher is `oracle` or an
+endpoint (`srpo.reflect.remote`). Files in the output dir:
+
+* `attempts.jsonl`: one record per problem (`id`, `response`, `status`, ...), appended durably as attempts finish;
+* `reflections.jsonl`: one record per teacher request (`id`, `status` ok/failed, `reflection` or `reason`, token
+  `usage`, `retries`), appended durably as replies finish (endpoint teachers);
+* `dataset/` (datasets format: question, images, target, answer, first_correct, reflection, ...) for `srpo sft`;
+* `summary.json`: kept/dropped by reason, right/wrong mix, tokens used and the estimated cost.
+
+A rerun with the same output dir requests only what the stores lack; the dataset is rebuilt from the stores with
+seeded sampling, so it is the same whether or not the run was interrupted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from srpo.answers import is_correct
 from srpo.config import ReflectConfig
 from srpo.data import Problem, load_problems, problems_to_dataset
 from srpo.format import parse_response, render_response, render_sft_target
-from srpo.generation import generate_responses
 from srpo.prompts import system_prompt
-from srpo.reflect.teachers import Attempt, OracleTeacher, Teacher
+from srpo.reflect.endpoint import is_url, redact_url
+from srpo.reflect.store import JsonlStore
+from srpo.reflect.teachers import Attempt, OracleTeacher, Reflection, Teacher
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS_FILE = "attempts.jsonl"
+REFLECTIONS_FILE = "reflections.jsonl"
 
 
-def make_teacher(name: str) -> Teacher:
+def make_teacher(name: str, cfg: ReflectConfig | None = None) -> Teacher:
+    """`oracle`, or an endpoint teacher when `name` is an http(s) URL (settings from `cfg`)."""
     if name == "oracle":
         return OracleTeacher()
-    raise ValueError(f"unknown teacher '{name}': 'oracle' is built in (endpoint teachers take a URL)")
+    if is_url(name):
+        from srpo.reflect.remote import EndpointTeacher
+
+        return EndpointTeacher(replace(cfg or ReflectConfig(), teacher=name))
+    raise ValueError(f"unknown teacher '{name}': use 'oracle' or the http(s) URL of an OpenAI-compatible server")
 
 
 def parse_attempt(problem: Problem, response: str) -> Attempt | None:
@@ -36,39 +59,59 @@ def parse_attempt(problem: Problem, response: str) -> Attempt | None:
     return Attempt(problem.id, response, parsed.first_think.strip(), parsed.first_answer.strip(), correct)
 
 
+def _todo(records: dict[str, dict], problems: list[Problem], retry_failed: bool) -> list[Problem]:
+    return [p for p in problems
+            if p.id not in records or (retry_failed and records[p.id].get("status", "ok") != "ok")]
+
+
+def collect_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) -> dict[str, dict[str, Any]]:
+    """Attempt records by problem id: loaded from `attempts.jsonl`, the missing ones generated and appended."""
+    store = JsonlStore(out / ATTEMPTS_FILE, fsync=cfg.fsync)
+    records = store.load()
+    todo = _todo(records, problems, cfg.retry_failed)
+    if records:
+        logger.info("attempts: %d of %d already in %s; %d to generate", len(problems) - len(todo), len(problems),
+                    store.path, len(todo))
+    if todo:
+        try:
+            if is_url(cfg.policy):
+                from srpo.reflect.remote import generate_attempts_endpoint
+
+                generate_attempts_endpoint(cfg, todo, store)
+            else:
+                _generate_attempts_local(cfg, todo, store)
+        finally:
+            store.close()
+        records = store.load()
+    return records
+
+
 def generate_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) -> dict[str, str]:
-    """Responses by problem id; resumes from attempts.jsonl, appending new ones as each batch finishes."""
+    """Responses by problem id (failed endpoint attempts are ""); resumes from attempts.jsonl."""
+    return {pid: r.get("response", "") for pid, r in collect_attempts(cfg, problems, out).items()}
+
+
+def _generate_attempts_local(cfg: ReflectConfig, todo: list[Problem], store: JsonlStore) -> None:
+    from srpo.generation import generate_responses
     from srpo.models import load_policy
 
-    path = out / "attempts.jsonl"
-    done: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[row["id"]] = row["response"]
-    todo = [p for p in problems if p.id not in done]
-    if todo:
-        model, processor = load_policy(cfg.policy)
-        with path.open("a") as f:
-            for start in range(0, len(todo), cfg.batch_size * 8):
-                chunk = todo[start : start + cfg.batch_size * 8]
-                responses = generate_responses(
-                    model,
-                    processor,
-                    chunk,
-                    system_prompt(cfg.system_prompt) if cfg.system_prompt else None,
-                    max_new_tokens=cfg.attempt_max_new_tokens,
-                    temperature=cfg.attempt_temperature,
-                    batch_size=cfg.batch_size,
-                    seed=cfg.seed + start,
-                    desc=f"attempts {start + len(chunk)}/{len(todo)}",
-                )
-                for problem, response in zip(chunk, responses):
-                    f.write(json.dumps({"id": problem.id, "response": response}) + "\n")
-                    done[problem.id] = response
-                f.flush()
-    return done
+    model, processor = load_policy(cfg.policy)
+    step = cfg.batch_size * 8
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
+        responses = generate_responses(
+            model,
+            processor,
+            chunk,
+            system_prompt(cfg.system_prompt) if cfg.system_prompt else None,
+            max_new_tokens=cfg.attempt_max_new_tokens,
+            temperature=cfg.attempt_temperature,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed + start,
+            desc=f"attempts {start + len(chunk)}/{len(todo)}",
+            progress=cfg.progress,
+        )
+        store.append_many({"id": p.id, "response": r, "status": "ok"} for p, r in zip(chunk, responses))
 
 
 def render_target(attempt: Attempt, reflection_text: str, revised: str | None, gold: str, shape: str) -> str:
@@ -80,27 +123,64 @@ def render_target(attempt: Attempt, reflection_text: str, revised: str | None, g
     raise ValueError(f"target_shape must be 'sft' or 'five_block', got '{shape}'")
 
 
-def build_examples(cfg: ReflectConfig, problems: list[Problem], responses: dict[str, str], teacher: Teacher):
-    """Filter (SPEC §3.2-§3.3) and reflect; returns (kept rows, Counter of drop reasons)."""
-    dropped: Counter[str] = Counter()
+def _image_digest(problem: Problem) -> str:
+    h = hashlib.sha1()
+    for image in problem.images:
+        h.update(f"{image.mode}{image.size}".encode())
+        h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def select_candidates(cfg: ReflectConfig, problems: list[Problem], responses: dict[str, str],
+                      failed_attempts: dict[str, str] | None = None, dropped: Counter | None = None):
+    """SPEC §3.2-§3.3 filters before the teacher: format, reasoning length, dedupe, right/wrong mix.
+
+    Returns (candidates [(problem, attempt)] in a seeded order, Counter of drop reasons).
+    """
+    dropped = dropped if dropped is not None else Counter()
+    failed_attempts = failed_attempts or {}
     candidates: list[tuple[Problem, Attempt]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], list[tuple[Problem, str | None]]] = {}
     for problem in problems:
+        if problem.id in failed_attempts:
+            dropped["attempt_failed"] += 1
+            continue
         attempt = parse_attempt(problem, responses.get(problem.id, ""))
         if attempt is None:
             dropped["no_think_or_answer"] += 1
-        elif not cfg.min_reasoning_chars <= len(attempt.reasoning) <= cfg.max_reasoning_chars:
+            continue
+        if not cfg.min_reasoning_chars <= len(attempt.reasoning) <= cfg.max_reasoning_chars:
             dropped["reasoning_length"] += 1
-        elif (problem.id, attempt.response) in seen:
-            dropped["duplicate"] += 1
-        else:
-            seen.add((problem.id, attempt.response))
-            candidates.append((problem, attempt))
+            continue
+        if cfg.dedupe:
+            # same question, same attempt text: compare the images only then (hashing every image is slow)
+            key = (problem.question_with_choices(), " ".join(attempt.response.split()))
+            earlier = seen.setdefault(key, [])
+            if earlier:
+                digest = _image_digest(problem)
+                for i, (other, other_digest) in enumerate(earlier):
+                    if other_digest is None:
+                        earlier[i] = (other, _image_digest(other))
+                if any(other_digest == digest for _, other_digest in earlier):
+                    dropped["duplicate"] += 1
+                    continue
+                earlier.append((problem, digest))
+            else:
+                earlier.append((problem, None))
+        candidates.append((problem, attempt))
     candidates = balance_right_wrong(candidates, cfg.right_fraction, cfg.max_examples, cfg.seed, dropped)
+    return candidates, dropped
+
+
+def assemble_rows(cfg: ReflectConfig, candidates, reflections: dict[str, Reflection | str], dropped: Counter):
+    """Targets from (attempt, reflection) pairs; a str in `reflections` is a teacher failure reason."""
     rows = []
     for problem, attempt in candidates:
-        reflection = teacher.reflect(problem, attempt)
-        if not reflection.text.strip() or len(reflection.text) > cfg.max_reflection_chars:
+        reflection = reflections.get(problem.id)
+        if reflection is None or isinstance(reflection, str):
+            dropped["teacher_failed"] += 1
+            continue
+        if not cfg.min_reflection_chars <= len(reflection.text.strip()) <= cfg.max_reflection_chars:
             dropped["reflection_length"] += 1
             continue
         target = render_target(attempt, reflection.text, reflection.revised_reasoning, problem.answer, cfg.target_shape)
@@ -109,7 +189,14 @@ def build_examples(cfg: ReflectConfig, problems: list[Problem], responses: dict[
             dropped["final_answer_unverified"] += 1
             continue
         rows.append((problem, attempt, reflection, target))
-    return rows, dropped
+    return rows
+
+
+def build_examples(cfg: ReflectConfig, problems: list[Problem], responses: dict[str, str], teacher: Teacher):
+    """Filter (SPEC §3.2-§3.3) and reflect with a synchronous teacher; returns (kept rows, Counter of drop reasons)."""
+    candidates, dropped = select_candidates(cfg, problems, responses)
+    reflections = {problem.id: teacher.reflect(problem, attempt) for problem, attempt in candidates}
+    return assemble_rows(cfg, candidates, reflections, dropped), dropped
 
 
 def balance_right_wrong(candidates, right_fraction, max_examples, seed, dropped):
@@ -134,28 +221,130 @@ def balance_right_wrong(candidates, right_fraction, max_examples, seed, dropped)
     return kept
 
 
+def reflect_candidates(cfg: ReflectConfig, teacher, candidates, out: Path) -> dict[str, Reflection | str]:
+    """Endpoint teacher: replies from `reflections.jsonl`, the missing ones requested (bounded, retried, durable)."""
+    from srpo.reflect.remote import attempt_key, reflect_with_store
+
+    store = JsonlStore(out / REFLECTIONS_FILE, fsync=cfg.fsync)
+    records = store.load()
+
+    def usable(problem, attempt):
+        record = records.get(problem.id)
+        if record is None or record.get("attempt") != attempt_key(attempt.response):
+            return False
+        return record.get("status") == "ok" or not cfg.retry_failed
+
+    todo = [(p, a) for p, a in candidates if not usable(p, a)]
+    if records:
+        logger.info("teacher: %d of %d replies already in %s; %d to request", len(candidates) - len(todo),
+                    len(candidates), store.path, len(todo))
+    try:
+        reflect_with_store(teacher, todo, store, cfg.concurrency, progress=cfg.progress)
+    finally:
+        store.close()
+    records = store.load()
+    result: dict[str, Reflection | str] = {}
+    for problem, attempt in candidates:
+        record = records.get(problem.id)
+        if record is None or record.get("attempt") != attempt_key(attempt.response):
+            result[problem.id] = "missing"
+        elif record.get("status") == "ok":
+            result[problem.id] = Reflection(record["reflection"])
+        else:
+            result[problem.id] = record.get("reason") or "failed"
+    return result
+
+
+def _usage(records: dict[str, dict], price_in: float, price_out: float) -> dict[str, Any]:
+    prompt = sum(int((r.get("usage") or {}).get("prompt_tokens") or 0) for r in records.values())
+    completion = sum(int((r.get("usage") or {}).get("completion_tokens") or 0) for r in records.values())
+    failed = Counter(_reason_kind(r.get("reason", "")) for r in records.values() if r.get("status", "ok") != "ok")
+    return {
+        "items": len(records),
+        "ok": sum(r.get("status", "ok") == "ok" for r in records.values()),
+        "failed": sum(failed.values()),
+        "failed_reasons": dict(sorted(failed.items())),
+        "retries": sum(int(r.get("retries") or 0) for r in records.values()),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "estimated_cost_usd": round(prompt / 1e6 * price_in + completion / 1e6 * price_out, 6),
+    }
+
+
+def _reason_kind(reason: str) -> str:
+    """"http 400: long message" -> "http 400"; "timeout after 8 retries" -> "timeout"."""
+    kind = reason.split(":")[0].strip()
+    return kind.split(" after ")[0] or "failed"
+
+
+def _public_config(cfg: ReflectConfig) -> dict[str, Any]:
+    """The config for summary.json: URLs without user info or query (keys are never in the config itself)."""
+    data = asdict(cfg)
+    for key in ("policy", "teacher"):
+        data[key] = redact_url(data[key])
+    return data
+
+
 def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     problems = load_problems(cfg.problems, limit=cfg.limit)
-    responses = generate_attempts(cfg, problems, out)
-    rows, dropped = build_examples(cfg, problems, responses, teacher or make_teacher(cfg.teacher))
-    if not rows:
-        raise ValueError(f"no example survived filtering ({dict(dropped)}): check the policy's attempts in {out}")
-    ds = problems_to_dataset([p for p, *_ in rows])
-    ds = ds.add_column("target", [t for *_, t in rows])
-    ds = ds.add_column("first_correct", [a.correct for _, a, _, _ in rows])
-    ds = ds.add_column("reflection", [r.text for _, _, r, _ in rows])
-    ds.save_to_disk(str(out / "dataset"))
+    attempt_records = collect_attempts(cfg, problems, out)
+    responses = {pid: r.get("response", "") for pid, r in attempt_records.items() if r.get("status", "ok") == "ok"}
+    failed_attempts = {pid: r.get("reason", "failed") for pid, r in attempt_records.items()
+                       if r.get("status", "ok") != "ok"}
+    candidates, dropped = select_candidates(cfg, problems, responses, failed_attempts)
+    teacher = teacher or make_teacher(cfg.teacher, cfg)
+    teacher_records: dict[str, dict] | None = None
+    if hasattr(teacher, "areflect"):
+        reflections = reflect_candidates(cfg, teacher, candidates, out)
+        teacher_records = JsonlStore(out / REFLECTIONS_FILE).load()
+    else:
+        reflections = {problem.id: teacher.reflect(problem, attempt) for problem, attempt in candidates}
+    rows = assemble_rows(cfg, candidates, reflections, dropped)
+
     n_right = sum(a.correct for _, a, _, _ in rows)
-    summary = {
+    valid = [parse_attempt(p, responses[p.id]) for p in problems if p.id in responses]
+    valid = [a for a in valid if a is not None]
+    summary: dict[str, Any] = {
         "problems": len(problems),
         "kept": len(rows),
         "kept_right": n_right,
         "kept_wrong": len(rows) - n_right,
-        "dropped": dict(dropped),
+        "kept_right_fraction": round(n_right / len(rows), 4) if rows else None,
+        "attempts_right": sum(a.correct for a in valid),
+        "attempts_wrong": sum(not a.correct for a in valid),
+        "dropped": {reason: n for reason, n in sorted(dropped.items()) if n},
         "teacher": getattr(teacher, "name", cfg.teacher),
-        "config": asdict(cfg),
     }
+    usage: dict[str, Any] = {}
+    if is_url(cfg.policy):
+        usage["policy"] = _usage(attempt_records, cfg.policy_price_input, cfg.policy_price_output)
+    if teacher_records is not None:
+        usage["teacher"] = _usage(teacher_records, cfg.teacher_price_input, cfg.teacher_price_output)
+    if usage:
+        summary["usage"] = usage
+        summary["estimated_cost_usd"] = round(sum(u["estimated_cost_usd"] for u in usage.values()), 6)
+    summary["config"] = _public_config(cfg)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not rows:
+        raise ValueError(f"no example survived filtering ({dict(dropped)}): check the policy's attempts in {out}")
+
+    ds = problems_to_dataset([p for p, *_ in rows])
+    ds = ds.add_column("target", [t for *_, t in rows])
+    ds = ds.add_column("first_correct", [a.correct for _, a, _, _ in rows])
+    ds = ds.add_column("reflection", [r.text for _, _, r, _ in rows])
+    _save_dataset(ds, out / "dataset")
     return out
+
+
+def _save_dataset(ds, path: Path) -> None:
+    """Write to a sibling folder, then swap it in, so a crash never leaves a half-written dataset in place."""
+    import shutil
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.save_to_disk(str(tmp))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)

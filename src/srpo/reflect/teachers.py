@@ -1,7 +1,8 @@
 """Teachers write a reflection on a policy attempt (SPEC §2 teacher prompt, §3.4).
 
-`OracleTeacher` needs no model: it writes the reflection from the problem's worked solution. An endpoint-backed
-teacher (any OpenAI-compatible server) implements the same `Teacher` protocol.
+`OracleTeacher` needs no model: it writes the reflection from the problem's worked solution. The endpoint teacher
+(`srpo.reflect.remote.EndpointTeacher`, any OpenAI-compatible server) implements the same `Teacher` protocol, plus
+an async `areflect` that `srpo.reflect.build.run_reflect` runs concurrently with a durable store.
 """
 
 from __future__ import annotations

@@ -1,0 +1,343 @@
+"""The endpoint client against a real loopback HTTP server that injects faults (tests/fake_openai_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import io
+import json
+import logging
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fake_openai_server import FakeOpenAIServer, reflection_for
+from srpo.config import ReflectConfig
+from srpo.data import Problem
+from srpo.prompts import TEACHER_PROMPT_TEMPLATE
+from srpo.reflect.endpoint import (
+    ChatEndpoint,
+    EndpointFatalError,
+    MalformedReply,
+    RequestFailed,
+    RetryPolicy,
+    image_data_url,
+    parse_reflection,
+    redact_url,
+    retry_after_seconds,
+    user_content,
+    user_content_async,
+)
+from srpo.reflect.remote import EndpointTeacher, check_template
+from srpo.reflect.teachers import Attempt
+
+SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
+
+
+# ---- reply parsing --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"reflection": "Check the count."}',
+        '```json\n{"reflection": "Check the count."}\n```',
+        'Sure, here it is:\n```\n{"reflection": "Check the count."}\n```\nHope it helps.',
+        'My review: {"reflection": "Check the count."} -- end',
+        '<think>hmm {"draft": 1}</think>{"reflection": "Check the count."}',
+        '{"note": "x"} then {"reflection": "Check the count."}',
+        '  {"reflection": "  Check the count.  "}  ',
+    ],
+)
+def test_parse_reflection_finds_the_json_robustly(content):
+    assert parse_reflection(content) == "Check the count."
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("", "empty reply"),
+        (None, "empty reply"),
+        ("The attempt is fine.", "not JSON"),
+        ('{"reflection": "unterminated', "not JSON"),
+        ('{"critique": "x"}', "missing 'reflection'"),
+        ('["reflection"]', "missing 'reflection'"),
+        ('{"reflection": "   "}', "empty reflection"),
+        ('{"reflection": null}', "empty reflection"),
+        ('{"reflection": 42}', "not a string"),
+    ],
+)
+def test_parse_reflection_names_the_problem(content, reason):
+    with pytest.raises(MalformedReply, match=reason):
+        parse_reflection(content)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text() | st.builds(lambda t: '{"reflection": ' + t, st.text()) | st.builds(json.dumps, st.dictionaries(
+    st.sampled_from(["reflection", "x"]), st.none() | st.text() | st.integers() | st.lists(st.text()))))
+def test_parse_reflection_returns_text_or_raises_malformed_only(content):
+    try:
+        result = parse_reflection(content)
+    except MalformedReply:
+        return
+    assert isinstance(result, str) and result.strip() == result and result
+
+
+# ---- backoff ----------------------------------------------------------------------------------------------------
+
+
+def test_backoff_is_exponential_capped_and_jittered():
+    policy = RetryPolicy(backoff_base=1.0, backoff_max=10.0, seed=0)
+    for attempt, cap in [(0, 1), (1, 2), (2, 4), (3, 8), (4, 10), (9, 10)]:
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert all(cap * 0.5 <= d <= cap for d in delays)
+        assert max(delays) - min(delays) > 0.2 * cap  # jitter spreads retries
+    assert RetryPolicy(seed=1).delay(3) == RetryPolicy(seed=1).delay(3)  # seeded: reproducible
+
+
+def test_retry_after_is_honoured_and_parsed_in_all_forms():
+    policy = RetryPolicy(backoff_base=0.001, retry_after_max=100, seed=0)
+    assert 7.0 <= policy.delay(0, retry_after=7.0) <= 7.7
+    assert policy.delay(0, retry_after=1e6) <= 110  # capped
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after": "0.5"}) == 0.5
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= retry_after_seconds({"retry-after": future}) <= 31
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
+
+
+def test_images_become_png_data_urls_and_can_be_downscaled():
+    url = image_data_url(Image.new("RGB", (64, 32), "red"))
+    assert url.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert image.size == (64, 32)
+    small = Image.open(io.BytesIO(base64.b64decode(image_data_url(Image.new("RGB", (400, 100)), 10000).split(",")[1])))
+    assert small.width * small.height <= 10000 and abs(small.width / small.height - 4) < 0.1
+
+
+def test_big_images_are_encoded_off_the_event_loop_with_the_same_result():
+    big, small = Image.new("RGB", (400, 300), "blue"), Image.new("RGB", (20, 20), "green")
+    for images in ([big], [small], [small, big]):
+        assert asyncio.run(user_content_async(images, "q")) == user_content(images, "q")
+    assert [p["type"] for p in user_content([small, big], "q")] == ["image_url", "image_url", "text"]
+
+
+def test_redact_url_drops_credentials_and_query():
+    assert redact_url("https://user:pw@api.example.com:8443/v1?key=abc#x") == "https://api.example.com:8443/v1"
+    assert redact_url("oracle") == "oracle"
+
+
+def test_teacher_template_placeholders_are_checked():
+    check_template("Q {question} R {reasoning} A {predicted_answer} G {reference_answer} {{json}}")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        check_template("{question} {gold}")
+    with pytest.raises(ValueError, match="valid template"):
+        check_template("{question")
+
+
+# ---- against the loopback server --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer(latency=0.0, retry_after="0.05") as srv:
+        yield srv
+
+
+def problem(pid: str, answer: str = "3") -> Problem:
+    return Problem(id=pid, question=f"[id={pid}] How many circles?", answer=answer,
+                   images=[Image.new("RGB", (32, 32), "white")], answer_type="integer")
+
+
+def attempt(pid: str, answer: str = "4") -> Attempt:
+    return Attempt(pid, f"<think>I count {answer}</think><answer>{answer}</answer>", f"I count {answer}", answer,
+                   answer == "3")
+
+
+def teacher_cfg(url: str, **overrides) -> ReflectConfig:
+    base = dict(teacher=url, teacher_model="judge", concurrency=4, backoff_base=0.01, backoff_max=0.05,
+                max_retries=4, malformed_retries=2, request_timeout=5.0, progress=False)
+    return ReflectConfig(**{**base, **overrides})
+
+
+def reflect_many(cfg: ReflectConfig, ids: list[str]) -> dict[str, dict]:
+    teacher = EndpointTeacher(cfg)
+
+    async def main():
+        try:
+            return await asyncio.gather(*(teacher.areflect(problem(i), attempt(i)) for i in ids))
+        finally:
+            await teacher.endpoint.aclose()
+
+    return {r["id"]: r for r in asyncio.run(main())}
+
+
+def test_transient_faults_are_retried_until_the_reply_arrives(server):
+    server.set_faults({
+        "teacher:a": ["429", "ok"],
+        "teacher:b": ["500", "503", "ok"],
+        "teacher:c": ["drop", "ok"],
+        "teacher:d": ["malformed_json", "ok"],
+        "teacher:e": ["not_json", "ok"],
+        "teacher:f": ["fenced"],
+    })
+    records = reflect_many(teacher_cfg(server.url), list("abcdefg"))
+    for pid in "abcdefg":
+        assert records[pid]["status"] == "ok", records[pid]
+        assert records[pid]["reflection"] == reflection_for(pid)
+    assert {pid: records[pid]["retries"] for pid in "abcdefg"} == {"a": 1, "b": 2, "c": 1, "d": 1, "e": 1, "f": 0,
+                                                                   "g": 0}
+    counts = {pid: len([r for r in server.requests("teacher") if r["id"] == pid]) for pid in "abcdefg"}
+    assert counts == {"a": 2, "b": 3, "c": 2, "d": 2, "e": 2, "f": 1, "g": 1}
+    # usage is summed over every reply that came back (the malformed one cost tokens too)
+    assert records["e"]["usage"] == {"prompt_tokens": 200, "completion_tokens": 40}
+    assert records["g"]["usage"] == {"prompt_tokens": 100, "completion_tokens": 20}
+
+
+def test_retry_after_is_waited_for(server):
+    server.retry_after = "0.4"
+    server.set_faults({"teacher:a": ["429", "ok"]})
+    reflect_many(teacher_cfg(server.url, backoff_base=0.001, backoff_max=0.001), ["a"])
+    first, second = [r["t"] for r in server.requests("teacher")]
+    assert second - first >= 0.4
+
+
+def test_timeouts_are_retried(server):
+    server.set_faults({"teacher:a": ["hang", "ok"]})
+    start = time.monotonic()
+    records = reflect_many(teacher_cfg(server.url, request_timeout=0.3), ["a"])
+    assert records["a"]["status"] == "ok" and records["a"]["retries"] == 1
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("not_json", "malformed reply: not JSON"),
+        ("no_reflection", "malformed reply: missing 'reflection'"),
+        ("empty_reflection", "malformed reply: empty reflection"),
+        ("malformed_json", "malformed reply: response body is not JSON"),
+    ],
+)
+def test_malformed_replies_are_retried_up_to_the_limit_then_recorded(server, fault, reason):
+    server.set_faults({"teacher:a": [fault]})
+    records = reflect_many(teacher_cfg(server.url, malformed_retries=2), ["a", "b"])
+    assert records["a"]["status"] == "failed" and records["a"]["reason"] == reason
+    assert records["a"]["retries"] == 2
+    assert len([r for r in server.requests("teacher") if r["id"] == "a"]) == 3
+    assert records["b"]["status"] == "ok"
+
+
+def test_retries_run_out_and_client_errors_are_not_retried(server):
+    server.set_faults({"teacher:a": ["500"], "teacher:b": ["400"]})
+    records = reflect_many(teacher_cfg(server.url, max_retries=3), ["a", "b", "c"])
+    assert records["a"]["status"] == "failed" and records["a"]["reason"] == "http 500 after 3 retries"
+    assert records["b"]["status"] == "failed" and records["b"]["reason"].startswith("http 400: injected 400")
+    assert records["c"]["status"] == "ok"
+    counts = {pid: len([r for r in server.requests("teacher") if r["id"] == pid]) for pid in "abc"}
+    assert counts == {"a": 4, "b": 1, "c": 1}
+
+
+def test_a_wrong_key_stops_the_run_without_showing_the_key(monkeypatch, caplog):
+    monkeypatch.setenv("SRPO_TEST_KEY", "sk-wrong-" + SECRET)
+    with FakeOpenAIServer(api_key=SECRET) as srv:
+        with caplog.at_level(logging.DEBUG), pytest.raises(EndpointFatalError, match="401") as info:
+            reflect_many(teacher_cfg(srv.url, teacher_api_key_env="SRPO_TEST_KEY"), ["a"])
+    assert SECRET not in str(info.value) and "SRPO_TEST_KEY" in str(info.value)
+    assert SECRET not in caplog.text
+
+
+def test_the_key_comes_from_the_named_variable_and_is_never_logged(monkeypatch, caplog):
+    monkeypatch.setenv("SRPO_TEST_KEY", SECRET)
+    with FakeOpenAIServer(api_key=SECRET) as srv:
+        cfg = teacher_cfg(srv.url, teacher_api_key_env="SRPO_TEST_KEY")
+        with caplog.at_level(logging.DEBUG):
+            records = reflect_many(cfg, ["a"])
+        assert records["a"]["status"] == "ok"
+        assert all(r["authorized"] for r in srv.requests())
+    assert SECRET not in caplog.text and SECRET not in repr(records) and SECRET not in repr(EndpointTeacher(cfg).endpoint)
+
+
+def test_requests_carry_images_as_data_urls_and_the_teacher_prompt(server):
+    server.keep_text = True
+    cfg = teacher_cfg(server.url, teacher_json_mode=True, teacher_temperature=0.5, teacher_max_tokens=300,
+                      teacher_extra_body={"reasoning_effort": "low"})
+    reflect_many(cfg, ["a"])
+    (request,) = server.requests("teacher")
+    assert request["model"] == "judge" and request["images"] == 1
+    assert request["response_format"] == {"type": "json_object"}
+    assert request["temperature"] == 0.5 and request["max_completion_tokens"] == 300
+    text = request["text"]
+    for part in ("[id=a] How many circles?", "I count 4", "Student's answer: 4", "Reference answer: 3",
+                 '{"reflection": "..."}'):
+        assert part in text
+
+
+def test_custom_teacher_template_is_used(server, tmp_path):
+    template = tmp_path / "teacher.txt"
+    template.write_text("Review {question}. Gold: {reference_answer}. Reference answer: {reference_answer}. "
+                        "Attempt said {predicted_answer}. JSON {{\"reflection\": \"...\"}}")
+    server.keep_text = True
+    reflect_many(teacher_cfg(server.url, teacher_prompt=str(template)), ["a"])
+    (request,) = server.requests("teacher")
+    assert request["text"].startswith("Review [id=a] How many circles?. Gold: 3.")
+    assert "Attempt said 4" in request["text"]
+
+
+def test_concurrency_is_bounded(server):
+    server.latency = 0.05
+    reflect_many(teacher_cfg(server.url, concurrency=3), [f"x{i}" for i in range(15)])
+    assert server.max_in_flight == 3
+
+
+def test_model_name_is_taken_from_the_server_when_not_given(server):
+    async def main():
+        endpoint = ChatEndpoint(server.url, "", api_key_env=None, retry=RetryPolicy(backoff_base=0.01))
+        try:
+            assert await endpoint.resolve_model() == "fake"
+            result = await endpoint.complete([{"role": "user", "content": "[id=z] hi"}])
+            return result
+        finally:
+            await endpoint.aclose()
+
+    result = asyncio.run(main())
+    assert "<answer>1</answer>" in result.value
+    assert server.requests()[0]["model"] == "fake"
+
+
+def test_several_served_models_need_a_name():
+    with FakeOpenAIServer(models=("a", "b")) as srv:
+        with pytest.raises(EndpointFatalError, match="serves 2 models"):
+            EndpointTeacher(teacher_cfg(srv.url, teacher_model="")).reflect(problem("x"), attempt("x"))
+
+
+def test_the_sync_teacher_protocol_works_one_item_at_a_time(server):
+    reflection = EndpointTeacher(teacher_cfg(server.url, teacher_model="")).reflect(problem("x"), attempt("x"))
+    assert reflection.text == reflection_for("x")
+    assert server.requests()[0]["model"] == "fake"
+
+
+def test_the_built_in_teacher_prompt_has_every_spec_field():
+    check_template(TEACHER_PROMPT_TEMPLATE)
+    for field in ("{question}", "{reasoning}", "{predicted_answer}", "{reference_answer}", '{{"reflection": "..."}}'):
+        assert field in TEACHER_PROMPT_TEMPLATE
+
+
+def test_a_dead_endpoint_stops_the_run_after_repeated_failures():
+    with FakeOpenAIServer() as srv:
+        url = srv.url
+    # nothing listens there any more: connection refused on every request
+    cfg = teacher_cfg(url, max_retries=1, abort_after_failures=3, concurrency=1)
+    with pytest.raises(EndpointFatalError, match="3 items in a row failed"):
+        reflect_many(cfg, list("abcdef"))
+
+
+def test_request_failed_keeps_usage_and_retries():
+    exc = RequestFailed("timeout after 2 retries", {"prompt_tokens": 5, "completion_tokens": 1}, 2)
+    assert exc.reason == "timeout after 2 retries" and exc.retries == 2 and exc.usage["prompt_tokens"] == 5
