@@ -80,7 +80,7 @@ def generate_problems(
                 answer=draft.answer,
                 images=[draft.image],
                 choices=draft.choices,
-                answer_type="multiple_choice" if draft.choices else "integer",
+                answer_type="multiple_choice" if draft.choices else ("integer" if draft.answer.isdigit() else "free_form"),
                 source=f"synthetic/{family}",
                 solution=draft.solution,
                 metadata={"family": family, "difficulty": level, "variant": draft.variant, "scene": draft.scene},
@@ -463,26 +463,20 @@ def _compare_two_bars(rng: random.Random, size: int) -> _Draft:
         lines.append({"color": color, "length": length, "start": [x0, y], "end": [x0 + length, y]})
     best = max(lines, key=lambda ln: ln["length"])["color"]
     other = next(c for c in colors if c != best)
-    choices = list(colors)
-    rng.shuffle(choices)
-    letter = _letter_of(choices, best)
-    solution = f"The {best} line is longer than the {other} line. The {best} line is option {letter}. So the answer is {letter}."
+    solution = f"The {best} line is longer than the {other} line. So the answer is {best}."
     scene = {"lines": lines, "reference": None}
-    return _Draft("Which line is the longest?", letter, solution, image, "longest", scene, choices)
+    # Free-form on purpose: listed options would let a tiny model guess from the text instead of looking.
+    return _Draft("What color is the longest line?", best, solution, image, "longest", scene)
 
 
 def _one_shape_color(rng: random.Random, size: int) -> _Draft:
-    shape = rng.choice(SHAPES)
-    colors = rng.sample(list(COLORS), 3)
+    shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
     box = _grid_boxes(rng, 1, 1, size, 0.7)[0]
     image, draw = _canvas(size)
-    _draw_shape(draw, shape, box, COLORS[colors[0]])
-    choices = list(colors)
-    rng.shuffle(choices)
-    letter = _letter_of(choices, colors[0])
-    solution = f"The image shows {_article(colors[0])} {colors[0]} {shape}. It is option {letter}. So the answer is {letter}."
-    scene = {"objects": [{"shape": shape, "color": colors[0], "box": box}], "target": shape}
-    return _Draft(f"What color is the {shape}?", letter, solution, image, "color_of", scene, choices)
+    _draw_shape(draw, shape, box, COLORS[color])
+    solution = f"The image shows {_article(color)} {color} {shape}. So the answer is {color}."
+    scene = {"objects": [{"shape": shape, "color": color, "box": box}], "target": shape}
+    return _Draft(f"What color is the {shape}?", color, solution, image, "color_of", scene)
 
 
 _BUILDERS = {

@@ -37,7 +37,9 @@ class Teacher(Protocol):
     def reflect(self, problem: Problem, attempt: Attempt) -> Reflection: ...
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# Numbers and content words: a value or a name (a colour, a shape) the solution never mentions is where the
+# attempt went wrong.
+_FACT = re.compile(r"-?\d+(?:\.\d+)?|[A-Za-z]{4,}")
 
 
 class OracleTeacher:
@@ -67,9 +69,8 @@ def _without_conclusion(solution: str) -> str:
 
 
 def _locate_mistake(reasoning: str, solution: str) -> str:
-    attempt_numbers = _NUMBER.findall(reasoning)
-    solution_numbers = set(_NUMBER.findall(solution))
-    wrong = [n for n in attempt_numbers if n not in solution_numbers]
+    solution_facts = {f.lower() for f in _FACT.findall(solution)}
+    wrong = [f for f in _FACT.findall(reasoning) if f.lower() not in solution_facts]
     if wrong:
         return f"I used {wrong[0]}, which does not match what the image shows."
     if not reasoning.strip():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -95,10 +96,18 @@ def check_prompt_lengths(problems, processor, system: str | None, max_prompt_len
         )
 
 
-def grpo_args(cfg: RLStageConfig) -> GRPOConfig:
+VLLM_MODES = ("colocate", "server")
+
+
+def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:
+    """TRL's GRPOConfig from ours. world_size defaults to $WORLD_SIZE (set by `accelerate launch`), else 1."""
     if cfg.preset not in PRESETS:
         raise ValueError(f"preset '{cfg.preset}' is unknown; choose one of {PRESETS}")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.vllm_mode not in VLLM_MODES:
+        raise ValueError(f"vllm_mode '{cfg.vllm_mode}' is unknown; choose one of {VLLM_MODES}")
+    if cfg.use_vllm and cfg.load_in_4bit:
+        raise ValueError("use_vllm: true cannot load the 4-bit (QLoRA) policy's weights; set one of them to false")
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     completions_per_step = cfg.prompts_per_step * cfg.num_generations
     per_micro_step = cfg.per_device_train_batch_size * world_size
     if completions_per_step % per_micro_step:
@@ -107,6 +116,12 @@ def grpo_args(cfg: RLStageConfig) -> GRPOConfig:
             f"per_device_train_batch_size x world size = {per_micro_step}"
         )
     weights = reward_weights(cfg.preset) + ([0.0] if cfg.group_accuracy_filter else [])  # final_correct: read, not rewarded
+    unmodeled_defaults = {  # TRL keys we set but do not model: `trainer:` may override them
+        # Rollouts come from the policy being trained: no vLLM importance-sampling correction unless asked.
+        "vllm_importance_sampling_correction": False,
+        # Prompt (image tokens included) + completion; unbounded, vLLM reserves KV cache for the full 128K context.
+        "vllm_max_model_length": cfg.max_prompt_length + cfg.max_completion_length,
+    }
     return GRPOConfig(
         output_dir=cfg.output_dir,
         num_generations=cfg.num_generations,
@@ -131,21 +146,29 @@ def grpo_args(cfg: RLStageConfig) -> GRPOConfig:
         report_to=cfg.report_to,
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
-        # Rollouts come from the policy being trained: no vLLM importance-sampling correction unless asked.
-        vllm_importance_sampling_correction=False,
+        vllm_server_base_url=cfg.vllm_server_base_url,
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+        vllm_enable_sleep_mode=cfg.vllm_enable_sleep_mode,
         **trainer_precision_args(cfg),
-        **cfg.trainer,
+        **(unmodeled_defaults | cfg.trainer),
     )
 
 
+def check_vllm(cfg: RLStageConfig) -> None:
+    if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            f"use_vllm: true (vllm_mode: {cfg.vllm_mode}) needs vLLM in the training environment, in server mode "
+            "too (weights are sent to the server over NCCL): `pip install srpo[vllm]` on a CUDA machine, "
+            "or set use_vllm: false to generate with transformers"
+        )
+
+
 def build_rl_trainer(cfg: RLStageConfig) -> SRPOGRPOTrainer:
-    if cfg.use_vllm:
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise ImportError("use_vllm: true needs vLLM: `pip install srpo[vllm]` on a GPU machine") from None
-    model, processor = load_trainable_policy(cfg)
+    check_vllm(cfg)
+    # The arguments first: under DeepSpeed ZeRO-3 they switch on sharded loading (zero.Init) for the model below.
     args = grpo_args(cfg)
+    model, processor = load_trainable_policy(cfg)
     tokenizer = processor.tokenizer
 
     def token_count(text: str) -> int:  # SPEC §4: lengths in the policy's own tokens

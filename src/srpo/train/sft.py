@@ -52,10 +52,10 @@ def to_prompt_completion(row: dict, system: str | None) -> dict:
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": row["target"]}]}
 
 
-def build_sft_trainer(cfg: SFTStageConfig) -> SFTTrainer:
-    model, processor = load_trainable_policy(cfg)
-    train_dataset = load_sft_dataset(cfg.dataset, system_prompt(cfg.system_prompt) if cfg.system_prompt else None)
-    args = SFTConfig(
+def sft_args(cfg: SFTStageConfig) -> SFTConfig:
+    """TRL's SFTConfig from ours (the global batch is per_device_train_batch_size x gradient_accumulation_steps x
+    the number of processes)."""
+    return SFTConfig(
         output_dir=cfg.output_dir,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,
@@ -76,6 +76,13 @@ def build_sft_trainer(cfg: SFTStageConfig) -> SFTTrainer:
         **trainer_precision_args(cfg),
         **cfg.trainer,
     )
+
+
+def build_sft_trainer(cfg: SFTStageConfig) -> SFTTrainer:
+    # The arguments first: under DeepSpeed ZeRO-3 they switch on sharded loading (zero.Init) for the model below.
+    args = sft_args(cfg)
+    model, processor = load_trainable_policy(cfg)
+    train_dataset = load_sft_dataset(cfg.dataset, system_prompt(cfg.system_prompt) if cfg.system_prompt else None)
     return SFTTrainer(
         model=model,
         args=args,

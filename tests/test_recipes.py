@@ -1,0 +1,183 @@
+"""Every recipe and accelerate config parses, builds its TRL arguments without a GPU, and keeps the paper's numbers."""
+
+import importlib.util
+import os
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+import yaml
+
+from srpo.config import RLStageConfig, SFTStageConfig, load_config
+from srpo.train.common import check_dependencies
+from srpo.train.rl import build_rl_trainer, grpo_args
+from srpo.train.sft import sft_args
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+ACCELERATE_CONFIGS = ROOT / "accelerate_configs"
+WORLD_SIZE = {"qwen2_5_vl_7b": 8, "qwen2_5_vl_32b": 32, "demo": 2}  # the GPUs (processes) each recipe is written for
+SFT_GLOBAL_BATCH = {"qwen2_5_vl_7b": 128, "qwen2_5_vl_32b": 128, "demo": 16}  # sequences per optimizer step
+PAPER_MODELS = {"qwen2_5_vl_7b": "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl_32b": "Qwen/Qwen2.5-VL-32B-Instruct"}
+
+SFT_RECIPES = sorted(RECIPES.glob("*/sft.yaml"))
+RL_RECIPES = sorted(RECIPES.glob("*/rl.yaml"))
+
+
+def recipe_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def test_every_recipe_directory_has_both_stages_and_a_world_size():
+    names = {p.parent.name for p in RECIPES.glob("*/*.yaml")}
+    assert {"qwen2_5_vl_7b", "qwen2_5_vl_32b"} <= names
+    for name in names:
+        assert name in WORLD_SIZE, f"recipes/{name}: add its world size to WORLD_SIZE in this test"
+        assert (RECIPES / name / "sft.yaml").exists() and (RECIPES / name / "rl.yaml").exists()
+
+
+@pytest.mark.parametrize("path", SFT_RECIPES, ids=recipe_id)
+def test_sft_recipe_builds_its_trainer_arguments(path):
+    cfg = load_config(SFTStageConfig, path)
+    args = sft_args(cfg)
+    world = WORLD_SIZE[path.parent.name]
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    assert global_batch == SFT_GLOBAL_BATCH[path.parent.name]
+    assert args.completion_only_loss
+    assert cfg.freeze_vision  # SPEC §3.5: vision tower and projector frozen
+    if path.parent.name not in PAPER_MODELS:
+        return
+    # SPEC §3.5
+    assert cfg.model == PAPER_MODELS[path.parent.name]
+    assert not cfg.lora and cfg.bf16 and cfg.gradient_checkpointing
+    assert args.learning_rate == 1e-5
+    assert args.lr_scheduler_type.value == "cosine"
+    assert args.warmup_steps == 0.1
+    assert args.num_train_epochs == 1 and args.max_steps == -1
+    assert args.max_length == 4096
+    assert cfg.max_pixels == 262144
+    assert args.activation_checkpointing
+    assert args.bf16 == torch.cuda.is_available()  # bf16 on a GPU; CPU builds the arguments in fp32
+
+
+@pytest.mark.parametrize("path", RL_RECIPES, ids=recipe_id)
+def test_rl_recipe_builds_its_trainer_arguments(path):
+    cfg = load_config(RLStageConfig, path)
+    world = WORLD_SIZE[path.parent.name]
+    args = grpo_args(cfg, world_size=world)
+    completions = cfg.prompts_per_step * cfg.num_generations
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * world == completions
+    assert args.steps_per_generation == args.gradient_accumulation_steps  # one generation per optimizer step
+    assert args.num_generations == cfg.num_generations
+    assert args.lr_scheduler_type.value == cfg.lr_scheduler_type
+    assert args.vllm_importance_sampling_correction is False
+    if path.parent.name not in PAPER_MODELS:
+        return
+    # SPEC §5
+    assert cfg.model == f"outputs/{path.parent.name}/sft/final"
+    sft = load_config(SFTStageConfig, path.with_name("sft.yaml"))
+    assert cfg.model == f"{sft.output_dir}/final"  # starts from the stage-1 recipe's final model
+    assert (cfg.num_generations, cfg.prompts_per_step, completions) == (8, 128, 1024)
+    assert args.temperature == 1.0
+    assert args.learning_rate == 1e-6
+    assert args.lr_scheduler_type.value == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert args.warmup_steps == 0.03
+    assert args.beta == 0.0 and args.loss_type == "grpo" and args.scale_rewards == "group"
+    assert cfg.max_prompt_length == 1024 and args.max_completion_length == 2048
+    assert args.max_steps == 500
+    assert cfg.bf16 and cfg.freeze_vision and not cfg.lora and cfg.gradient_checkpointing
+    assert cfg.max_pixels == 262144
+    assert cfg.preset == "paper" and cfg.system_prompt == "reflection"
+    assert args.use_vllm and args.vllm_mode == "colocate"
+    assert args.vllm_max_model_length == 1024 + 2048
+    # A vLLM engine spans vllm_tensor_parallel_size GPUs of one node.
+    assert world % args.vllm_tensor_parallel_size == 0 and 8 % args.vllm_tensor_parallel_size == 0
+
+
+def test_grpo_accumulation_follows_the_world_size():
+    cfg = load_config(RLStageConfig, RECIPES / "qwen2_5_vl_7b" / "rl.yaml")
+    assert grpo_args(cfg, world_size=8).gradient_accumulation_steps == 32
+    assert grpo_args(cfg, world_size=16).gradient_accumulation_steps == 16  # two nodes: same 1024 per step
+    # (Without world_size, $WORLD_SIZE from `accelerate launch` is used: tests/test_distributed.py checks it.)
+    with pytest.raises(ValueError, match="must be a multiple of"):
+        grpo_args(cfg, world_size=6)
+
+
+def test_vllm_options_reach_the_grpo_config():
+    cfg = load_config(
+        RLStageConfig,
+        RECIPES / "qwen2_5_vl_7b" / "rl.yaml",
+        ["--vllm_mode", "server", "--vllm_server_base_url", "http://10.0.0.5:8000",
+         "--trainer.vllm_importance_sampling_correction", "true", "--trainer.vllm_max_model_length", "4096"],
+    )  # fmt: skip
+    args = grpo_args(cfg, world_size=8)
+    assert args.vllm_mode == "server" and args.vllm_server_base_url == "http://10.0.0.5:8000"
+    assert args.vllm_importance_sampling_correction is True  # `trainer:` overrides our defaults
+    assert args.vllm_max_model_length == 4096
+    cfg32 = load_config(RLStageConfig, RECIPES / "qwen2_5_vl_32b" / "rl.yaml")
+    args32 = grpo_args(cfg32, world_size=32)
+    assert (args32.vllm_tensor_parallel_size, args32.vllm_gpu_memory_utilization) == (4, 0.4)
+    assert args32.vllm_enable_sleep_mode
+    with pytest.raises(ValueError, match="vllm_mode 'remote' is unknown"):
+        grpo_args(load_config(RLStageConfig, overrides=["--vllm_mode", "remote"]))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_use_vllm_without_vllm_is_a_clear_error(tmp_path):
+    cfg = RLStageConfig(model=str(tmp_path / "missing"), dataset="x", use_vllm=True, vllm_mode="server")
+    with pytest.raises(ImportError, match=r"use_vllm: true \(vllm_mode: server\) needs vLLM.*pip install srpo\[vllm\]"):
+        build_rl_trainer(cfg)  # fails before touching the (missing) model
+
+
+def test_qlora_liger_and_attention_options_are_checked_before_loading():
+    with pytest.raises(ValueError, match="load_in_4bit: true is QLoRA.*set lora: true"):
+        check_dependencies(SFTStageConfig(load_in_4bit=True))
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(ImportError, match="pip install bitsandbytes"):
+            check_dependencies(SFTStageConfig(load_in_4bit=True, lora=True))
+    if importlib.util.find_spec("liger_kernel") is None:
+        with pytest.raises(ImportError, match="pip install liger-kernel"):
+            check_dependencies(RLStageConfig(use_liger_kernel=True))
+    with pytest.raises(ValueError, match="use_vllm: true cannot load the 4-bit"):
+        grpo_args(RLStageConfig(use_vllm=True, lora=True, load_in_4bit=True))
+    args = grpo_args(RLStageConfig(use_liger_kernel=True, gradient_checkpointing=True))
+    assert args.use_liger_kernel and args.activation_checkpointing
+
+
+@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "zero3_offload", "fsdp2"])
+def test_accelerate_configs_parse(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))
+    assert config.num_processes == 8 and config.num_machines == 1 and config.mixed_precision == "bf16"
+    expected = {"ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "zero3_offload": "DEEPSPEED",
+                "fsdp2": "FSDP"}[name]  # fmt: skip
+    assert config.distributed_type.value == expected
+    if expected == "DEEPSPEED":
+        ds = config.deepspeed_config
+        assert ds["zero_stage"] == (2 if name == "zero2" else 3)
+        if ds["zero_stage"] == 3:  # sharded loading, and normal checkpoints at save time
+            assert ds["zero3_init_flag"] and ds["zero3_save_16bit_model"]
+
+
+def test_fsdp2_config_builds_the_accelerate_plugin():
+    from accelerate import FullyShardedDataParallelPlugin
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    parser = launch_command_parser()
+    args = parser.parse_args(["--config_file", str(ACCELERATE_CONFIGS / "fsdp2.yaml"), "-m", "srpo.cli", "rl"])
+    env = prepare_multi_gpu_env(_validate_launch_command(args)[0])  # what each launched process sees
+    with mock.patch.dict(os.environ, env):
+        plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2
+    assert plugin.state_dict_type.name == "FULL_STATE_DICT"
+    assert plugin.cpu_ram_efficient_loading
+
+
+def test_batch_arithmetic_in_the_comments_matches_the_values():
+    text = (RECIPES / "qwen2_5_vl_7b" / "rl.yaml").read_text()
+    assert "= 4 x 32 x 8" in text and yaml.safe_load(text)["per_device_train_batch_size"] == 4
+    text = (RECIPES / "qwen2_5_vl_32b" / "rl.yaml").read_text()
+    assert "= 2 x 16 x 32" in text and yaml.safe_load(text)["per_device_train_batch_size"] == 2
