@@ -4,7 +4,6 @@ and the `srpo eval` command group's argument handling."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,7 @@ from srpo.eval.scoring.common import shared_dir
 SHARED = shared_dir()
 
 
-class _Runner(CliRunner):
-    """CliRunner that removes the log handlers `srpo`'s callback adds per invocation (bound to the runner's stream,
-    which is closed afterwards: later log calls would print logging errors)."""
-
-    def invoke(self, *args, **kwargs):
-        logger = logging.getLogger("srpo")
-        before = list(logger.handlers)
-        try:
-            return super().invoke(*args, **kwargs)
-        finally:
-            logger.handlers[:] = before
-
-
-runner = _Runner()
+runner = CliRunner()
 
 
 def _need(path: Path) -> Path:

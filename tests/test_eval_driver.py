@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import time
 
@@ -21,20 +20,7 @@ from srpo.format import render_response
 SHARED = shared_dir()
 
 
-class _Runner(CliRunner):
-    """CliRunner that removes the log handlers `srpo`'s callback adds per invocation (bound to the runner's stream,
-    which is closed afterwards: later log calls would print logging errors)."""
-
-    def invoke(self, *args, **kwargs):
-        logger = logging.getLogger("srpo")
-        before = list(logger.handlers)
-        try:
-            return super().invoke(*args, **kwargs)
-        finally:
-            logger.handlers[:] = before
-
-
-runner = _Runner()
+runner = CliRunner()
 RUN_FILES = ("run.json", "responses.jsonl", "items.jsonl", "outputs_mathvision.jsonl", "scores.json", "metrics.json",
              "report.md", "plots/level.png", "plots/subject.png", "plots/subject_level.png")
 ITEM_KEYS = {"id", "gold", "response", "extraction", "prediction", "correct", "first_answer", "final_answer",

@@ -24,20 +24,7 @@ from srpo.prompts import system_prompt
 SHARED = shared_dir()
 
 
-class _Runner(CliRunner):
-    """CliRunner that removes the log handlers `srpo`'s callback adds per invocation (bound to the runner's stream,
-    which is closed afterwards: later log calls would print logging errors)."""
-
-    def invoke(self, *args, **kwargs):
-        logger = logging.getLogger("srpo")
-        before = list(logger.handlers)
-        try:
-            return super().invoke(*args, **kwargs)
-        finally:
-            logger.handlers[:] = before
-
-
-runner = _Runner()
+runner = CliRunner()
 
 
 class ScriptedServer:

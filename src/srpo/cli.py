@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -20,11 +21,23 @@ app.add_typer(eval_app, name="eval")
 def main() -> None:
     """Show srpo's own progress messages (resuming, skipped rows, ...) on stderr."""
     logger = logging.getLogger("srpo")
-    if not logger.handlers:  # once per process, however many commands run in it
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _CurrentStderrHandler) for h in logger.handlers):  # once per process
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("[srpo] %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it between commands)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
 
 
 @app.command()

@@ -36,29 +36,38 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0
     compare: bool = False
-    n_train: int = 1600
+    n_train: int = 3000
     n_test: int = 200
-    pretrain_steps: int = 300
+    # Tasks a tiny vision tower trained from scratch learns in minutes on a CPU (data/synthetic.py, level 0).
+    families: tuple[str, ...] = ("shape_color", "count_shapes", "compare_lengths")
+    difficulty: tuple[int, ...] = (0,)
+    image_size: int = 56
+    # The tiny model cannot read instructions: one short system prompt for every reflective stage keeps its inputs
+    # consistent (real runs use the SFT prompt for SFT and the reflection prompt for RL and evaluation).
+    reflection_system_prompt: str = "sft"
+    # Its vision tower is trained from scratch, so it stays trainable (real recipes freeze it, SPEC §3, §5).
+    freeze_vision: bool = False
+    pretrain_steps: int = 150
     pretrain_lr: float = 1e-3
     reflect_problems: int = 600
-    sft_steps: int = 150
-    sft_lr: float = 3e-4
-    rl_steps: int = 60
-    rl_lr: float = 2e-5
+    sft_steps: int = 250
+    sft_lr: float = 1e-3
+    rl_steps: int = 40
+    rl_lr: float = 3e-5
     prompts_per_step: int = 4
     num_generations: int = 8
-    max_completion_length: int = 160
+    max_completion_length: int = 128
     batch_size: int = 16
-    eval_max_new_tokens: int = 200
+    eval_max_new_tokens: int = 128
 
 
 QUICK = {
-    "n_train": 400,
+    "n_train": 600,
     "n_test": 60,
-    "pretrain_steps": 120,
-    "reflect_problems": 160,
-    "sft_steps": 40,
-    "rl_steps": 8,
+    "pretrain_steps": 60,
+    "reflect_problems": 120,
+    "sft_steps": 50,
+    "rl_steps": 6,
 }
 
 
@@ -91,7 +100,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     step(
         "generate synthetic problems",
         data_dir / "test.jsonl",
-        lambda: write_synthetic(data_dir, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed),
+        lambda: write_synthetic(data_dir, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
+                                families=cfg.families, difficulty=cfg.difficulty, image_size=cfg.image_size),
     )
     train = load_problems(data_dir / "train.jsonl")
     test = load_problems(data_dir / "test.jsonl")
@@ -131,7 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "stage 1: reflection SFT",
         stage1_dir / "final" / "config.json",
         lambda: run_sft(_sft_config(cfg, base_dir / "final", reflect_dir, stage1_dir, cfg.sft_steps, cfg.sft_lr,
-                                    system_prompt="reflection", freeze_vision=True)),
+                                    system_prompt=cfg.reflection_system_prompt, freeze_vision=cfg.freeze_vision)),
     )
     rl_runs = {"stage2": "paper"} | ({"grpo": "grpo"} if cfg.compare else {})
     for name, preset in rl_runs.items():
@@ -149,7 +159,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         eval_dir = out / "eval" / name
         if not (eval_dir / "metrics.json").exists():
             evaluate_problems(
-                path, test, prompt="attempt" if name == "base" else "reflection",
+                path, test, prompt="attempt" if name == "base" else cfg.reflection_system_prompt,
                 max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.batch_size, out_dir=eval_dir,
                 desc=f"evaluating {name}",
             )
@@ -195,6 +205,7 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> RLStageConfig:
         learning_rate=cfg.rl_lr, max_steps=cfg.rl_steps, max_completion_length=cfg.max_completion_length,
         max_prompt_length=1024, logging_steps=1, save_steps=max(cfg.rl_steps // 2, 1), report_to=[],
         seed=cfg.seed, lr_scheduler_type="constant", warmup_ratio=0.0,
+        system_prompt=cfg.reflection_system_prompt, freeze_vision=cfg.freeze_vision,
     )
 
 

@@ -29,29 +29,22 @@ def reward_history(trainer_state_path: str | Path) -> dict[str, list[tuple[int, 
 
 def plot_reward_terms(histories: dict[str, dict[str, list]], path: Path) -> Path:
     """One panel per run: every reward term's mean over training steps."""
-    fig, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 4), squeeze=False)
-    for ax, (run, series) in zip(axes[0], histories.items()):
-        for key, points in sorted(series.items()):
-            if key.startswith("rewards/") or key == "reward":
-                steps, values = zip(*points)
-                ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"))
-        ax.set_title(f"{run}: reward terms")
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _plot_series(histories, ("rewards/", "reward"), "reward terms", path)
 
 
 def plot_transitions_over_steps(histories: dict[str, dict[str, list]], path: Path) -> Path:
+    return _plot_series(histories, ("transitions/",), "transitions per step", path)
+
+
+def _plot_series(histories: dict[str, dict[str, list]], prefixes: tuple[str, ...], title: str, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 4), squeeze=False)
     for ax, (run, series) in zip(axes[0], histories.items()):
         for key, points in sorted(series.items()):
-            if key.startswith("transitions/"):
+            if key.startswith(prefixes):
                 steps, values = zip(*points)
-                ax.plot(steps, values, label=key.removeprefix("transitions/"))
-        ax.set_title(f"{run}: transitions per step")
+                label = key.split("/")[1] if "/" in key else key
+                ax.plot(steps, values, label=label)
+        ax.set_title(f"{run}: {title}")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
