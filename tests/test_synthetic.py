@@ -147,3 +147,24 @@ def test_write_synthetic_round_trips(tmp_path):
     assert [_fingerprint(p) for p in test] == [_fingerprint(p) for p in generate_problems(6, seed=3 + TEST_SEED_OFFSET)]
     assert not {p.id for p in train} & {p.id for p in test}
     assert train[0].metadata == generate_problems(1, seed=3)[0].metadata
+
+
+def test_level_zero_is_bold_single_step_and_free_of_guessable_options():
+    from srpo.answers import is_correct
+    from srpo.data import generate_problems
+
+    problems = generate_problems(60, seed=5, difficulty=0, image_size=56,
+                                 families=["shape_color", "count_shapes", "compare_lengths"])
+    for p in problems:
+        scene = p.metadata["scene"]
+        assert p.choices is None  # no option list to copy the answer from
+        if p.metadata["family"] == "shape_color":
+            assert p.answer == scene["objects"][0]["color"] and p.answer_type == "free_form"
+        elif p.metadata["family"] == "count_shapes":
+            assert p.answer == str(len(scene["objects"])) and p.answer_type == "integer"
+        else:
+            assert p.answer == max(scene["lines"], key=lambda line: line["length"])["color"]
+        assert p.solution.endswith(f"So the answer is {p.answer}.")
+        assert is_correct(f"$\\boxed{{{p.answer}}}$", p.answer)
+    # level 0 falls back to level 1 for families without a warm-up tier
+    assert all(p.metadata["difficulty"] == 0 for p in generate_problems(4, seed=1, difficulty=0, families=["bar_chart"]))

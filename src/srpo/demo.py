@@ -45,16 +45,17 @@ class DemoConfig:
     # The tiny model cannot read instructions: one short system prompt for every reflective stage keeps its inputs
     # consistent (real runs use the SFT prompt for SFT and the reflection prompt for RL and evaluation).
     reflection_system_prompt: str = "sft"
-    # Its vision tower is trained from scratch, so it stays trainable (real recipes freeze it, SPEC §3, §5).
+    # Its vision tower is trained from scratch, so it stays trainable in SFT (real recipes freeze it, SPEC §3); RL
+    # freezes it as SPEC §5 does: noisy policy gradients would erode what it has learned to see.
     freeze_vision: bool = False
-    pretrain_steps: int = 150
+    pretrain_steps: int = 200
     pretrain_lr: float = 1e-3
-    reflect_problems: int = 600
-    sft_steps: int = 250
+    reflect_problems: int = 1200
+    sft_steps: int = 300
     sft_lr: float = 1e-3
-    rl_steps: int = 40
-    rl_lr: float = 3e-5
-    prompts_per_step: int = 4
+    rl_steps: int = 30
+    rl_lr: float = 2e-5
+    prompts_per_step: int = 16
     num_generations: int = 8
     max_completion_length: int = 128
     batch_size: int = 16
@@ -205,7 +206,7 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> RLStageConfig:
         learning_rate=cfg.rl_lr, max_steps=cfg.rl_steps, max_completion_length=cfg.max_completion_length,
         max_prompt_length=1024, logging_steps=1, save_steps=max(cfg.rl_steps // 2, 1), report_to=[],
         seed=cfg.seed, lr_scheduler_type="constant", warmup_ratio=0.0,
-        system_prompt=cfg.reflection_system_prompt, freeze_vision=cfg.freeze_vision,
+        system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
     )
 
 
