@@ -6,14 +6,13 @@ as a base64 data URL, JSON reply parsed) run by `reflect_with_store` (bounded as
 fsync'ed group commits). For each concurrency c it sends `rounds * c` items and reports items/s and the ratio to the
 ideal c / latency. Target: ratio >= 0.85 up to c = 128.
 
-It measures the openai SDK's default httpx transport and, when aiohttp is installed (`pip install
-"openai[aiohttp]"`), its aiohttp transport, which `http_backend: auto` picks. Each level runs `--repeats` times and
-the median run is reported (all runs are kept in the JSON), with the client's CPU time per item and the machine's
-load average: the client needs about 1-2 ms of CPU per item, so on a machine whose cores are busy with other work
-the 128-slot level is CPU-bound.
+Each level runs `--repeats` times and the median run is reported (all runs are kept in the JSON), with the CPU time
+per item of the client and of the server and the machine's load average: the client needs about 0.5 ms of CPU per
+item, so 128 slots at 200 ms need a third of a core; on a machine whose cores are busy with other work that level
+slows down first.
 
 Usage: python benchmarks/teacher_throughput.py [--latency 0.2] [--rounds 20] [--repeats 3]
-           [--concurrency 1 8 32 128] [--http-backend httpx aiohttp] [--out benchmarks/results/teacher_throughput.json]
+           [--concurrency 1 8 32 128] [--out benchmarks/results/teacher_throughput.json]
 """
 
 from __future__ import annotations
@@ -48,6 +47,15 @@ def start_server(latency: float, workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port_file.read_text().strip()}/v1"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc), 0.0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def make_items(n: int, tag: str):
     from PIL import Image
 
@@ -65,21 +73,23 @@ def make_items(n: int, tag: str):
     return items
 
 
-def run_level(url: str, concurrency: int, n: int, workdir: Path, tag: str, backend: str = "auto") -> dict:
+def run_level(url: str, concurrency: int, n: int, workdir: Path, tag: str, server_pid: int) -> dict:
     from srpo.config import ReflectConfig
     from srpo.reflect.remote import EndpointTeacher, reflect_with_store
     from srpo.reflect.store import JsonlStore
 
     cfg = ReflectConfig(teacher=url, teacher_model="bench-teacher", concurrency=concurrency, progress=False,
-                        fsync=True, teacher_api_key_env="", http_backend=backend)
+                        fsync=True, teacher_api_key_env="")
     teacher = EndpointTeacher(cfg)
     items = make_items(n, tag)
     store = JsonlStore(workdir / f"{tag}.jsonl", fsync=True)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
+    server0 = process_cpu_seconds(server_pid)
     start = time.perf_counter()
     reflect_with_store(teacher, items, store, concurrency, progress=False)
     seconds = time.perf_counter() - start
     r1 = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu = process_cpu_seconds(server_pid) - server0
     store.close()
     records = JsonlStore(store.path).load()
     ok = sum(r["status"] == "ok" for r in records.values())
@@ -87,7 +97,8 @@ def run_level(url: str, concurrency: int, n: int, workdir: Path, tag: str, backe
         raise RuntimeError(f"c={concurrency}: {n - ok} of {n} items failed")
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     return {"items": n, "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 2),
-            "client_cpu_ms_per_item": round(1000 * cpu / n, 3)}
+            "client_cpu_ms_per_item": round(1000 * cpu / n, 3),
+            "server_cpu_ms_per_item": round(1000 * server_cpu / n, 3)}
 
 
 def main() -> None:
@@ -96,41 +107,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="items per worker slot (items = rounds * c)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--http-backend", nargs="+", default=None,
-                        help="the openai SDK transports to measure: httpx and/or aiohttp (default: httpx, and "
-                             "aiohttp too when it is installed)")
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. what else ran)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "teacher_throughput.json"))
     args = parser.parse_args()
 
-    import openai
+    import aiohttp
 
-    from srpo.reflect.endpoint import aiohttp_available
-
-    backends = args.http_backend or (["httpx", "aiohttp"] if aiohttp_available() else ["httpx"])
     load_before = os.getloadavg()
-    results: dict[str, list[dict]] = {}
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server, url = start_server(args.latency, workdir)
         try:
-            for backend in backends:
-                run_level(url, 4, 8, workdir, f"warmup-{backend}", backend)
-                rows = results[backend] = []
-                for c in args.concurrency:
-                    n = args.rounds * c
-                    runs = [run_level(url, c, n, workdir, f"{backend}-c{c}-r{k}", backend)
-                            for k in range(args.repeats)]
-                    median = sorted(runs, key=lambda r: r["items_per_s"])[len(runs) // 2]
-                    ideal = c / args.latency
-                    row = {"concurrency": c, **median, "ideal_items_per_s": round(ideal, 2),
-                           "ratio": round(median["items_per_s"] / ideal, 3),
-                           "all_items_per_s": [r["items_per_s"] for r in runs]}
-                    rows.append(row)
-                    print(f"{backend:8s} c={c:4d}  items={n:5d}  {row['items_per_s']:8.1f} items/s  ideal "
-                          f"{ideal:7.1f}  ratio {row['ratio']:.3f}  (runs: {row['all_items_per_s']}, client CPU "
-                          f"{row['client_cpu_ms_per_item']} ms/item)", flush=True)
+            run_level(url, 4, 8, workdir, "warmup", server.pid)
+            for c in args.concurrency:
+                n = args.rounds * c
+                runs = [run_level(url, c, n, workdir, f"c{c}-r{k}", server.pid) for k in range(args.repeats)]
+                median = sorted(runs, key=lambda r: r["items_per_s"])[len(runs) // 2]
+                ideal = c / args.latency
+                row = {"concurrency": c, **median, "ideal_items_per_s": round(ideal, 2),
+                       "ratio": round(median["items_per_s"] / ideal, 3),
+                       "all_items_per_s": [r["items_per_s"] for r in runs]}
+                rows.append(row)
+                print(f"c={c:4d}  items={n:5d}  {row['items_per_s']:8.1f} items/s  ideal {ideal:7.1f}  ratio "
+                      f"{row['ratio']:.3f}  (runs: {row['all_items_per_s']}; CPU per item: client "
+                      f"{row['client_cpu_ms_per_item']} ms, server {row['server_cpu_ms_per_item']} ms)", flush=True)
         finally:
             server.terminate()
             server.wait(10)
@@ -141,14 +143,14 @@ def main() -> None:
         "rounds": args.rounds,
         "repeats": args.repeats,
         "target_ratio": args.target,
-        "meets_target": {b: all(r["ratio"] >= args.target for r in rows) for b, rows in results.items()},
-        "results": results,
+        "meets_target": all(r["ratio"] >= args.target for r in rows),
+        "results": rows,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpu_count": os.cpu_count(), "openai": openai.__version__,
+                    "cpu_count": os.cpu_count(), "aiohttp": aiohttp.__version__,
                     "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
-        "client": "srpo.reflect.remote.reflect_with_store + EndpointTeacher (openai.AsyncOpenAI, max_retries=0, "
-                  "one client per 16 slots), durable JSONL store with fsync'ed group commits",
+        "client": "srpo.reflect.remote.reflect_with_store + EndpointTeacher (one aiohttp session, our retries), "
+                  "durable JSONL store with fsync'ed group commits",
         "server": "tests/fake_openai_server.py (asyncio HTTP/1.1, own process on the same machine), fixed latency",
         "note": args.note,
     }

@@ -18,7 +18,7 @@ Faults are scripted per key ``"<kind>:<id>"`` (kind ``policy`` or ``teacher``) a
 without a reply), ``hang`` (no reply for 30 s, for client timeouts), ``latency=S`` (extra delay, then ok).
 A key ``"*"`` applies to every request without its own script.
 
-Every request is logged (kind, id, fault, status, model, whether the key matched) in memory and, when
+Every request is logged (kind, id, fault, model, whether the key matched, request path and a few headers) in memory and, when
 ``log_path`` is given, as JSON lines (so a test can read the log of a server running in another process).
 
 Run on its own: ``python tests/fake_openai_server.py --port 0 --latency 0.2 --port-file PORT_FILE``.
@@ -210,7 +210,8 @@ class FakeOpenAIServer:
             if not authorized:
                 fault = "401"
             record = {"kind": kind, "id": item, "n": n, "fault": fault, "model": request.get("model"),
-                      "authorized": authorized,
+                      "authorized": authorized, "path": path, "user_agent": headers.get("user-agent"),
+                      "proxy_authorization": headers.get("proxy-authorization"),
                       "images": _count_images(request), "t": time.time(),
                       "response_format": request.get("response_format"),
                       "temperature": request.get("temperature"),

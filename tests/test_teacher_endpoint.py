@@ -25,6 +25,7 @@ from srpo.reflect.endpoint import (
     MalformedReply,
     RequestFailed,
     RetryPolicy,
+    env_proxy,
     image_data_url,
     parse_reflection,
     redact_url,
@@ -206,6 +207,24 @@ def test_retry_after_is_waited_for(server):
     reflect_many(teacher_cfg(server.url, backoff_base=0.001, backoff_max=0.001), ["a"])
     first, second = [r["t"] for r in server.requests("teacher")]
     assert second - first >= 0.4
+
+
+def test_requests_go_through_the_proxy_named_in_the_environment(server, monkeypatch):
+    # the fake server plays the HTTP proxy: a proxy receives the target's absolute URL (teacher.invalid never resolves)
+    proxy = server.url.removesuffix("/v1").replace("http://", "http://proxy-user:p%40ss@")
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    records = reflect_many(teacher_cfg("http://teacher.invalid:8000/v1"), ["a"])
+    assert records["a"]["status"] == "ok"
+    (request,) = server.requests("teacher")
+    assert request["path"] == "http://teacher.invalid:8000/v1/chat/completions"
+    assert request["proxy_authorization"] == "Basic " + base64.b64encode(b"proxy-user:p@ss").decode()
+    assert request["user_agent"].startswith("srpo/")
+    monkeypatch.setenv("no_proxy", "localhost,teacher.invalid")
+    assert env_proxy("http://teacher.invalid:8000/v1") is None
+    assert env_proxy("https://api.example.com/v1") is None  # no HTTPS_PROXY set
 
 
 def test_timeouts_are_retried(server):

@@ -252,7 +252,6 @@ class ReflectConfig:
     policy_extra_body: dict[str, Any] = field(default_factory=dict)
     image_max_pixels: int | None = None  # downscale images sent to endpoints to at most this many pixels
     concurrency: int = 32  # requests in flight per endpoint
-    http_backend: str = "auto"  # auto (aiohttp when installed, else httpx) | httpx | aiohttp: the openai SDK's transport
     request_timeout: float = 300.0  # seconds per request
     max_retries: int = 8  # per item, on 429 / 5xx / timeouts / dropped connections (exponential backoff + jitter)
     malformed_retries: int = 2  # re-requests of a malformed teacher reply before the item is recorded as failed

@@ -193,7 +193,7 @@ def assemble_rows(cfg: ReflectConfig, candidates, reflections: dict[str, Reflect
 
 
 def build_examples(cfg: ReflectConfig, problems: list[Problem], responses: dict[str, str], teacher: Teacher):
-    """Filter (SPEC §3.2-§3.3) and reflect with a synchronous teacher; returns (kept rows, Counter of drop reasons)."""
+    """Filter (SPEC §3.2-§3.3) and reflect with a synchronous teacher; returns (kept rows, Counter of drops)."""
     candidates, dropped = select_candidates(cfg, problems, responses)
     reflections = {problem.id: teacher.reflect(problem, attempt) for problem, attempt in candidates}
     return assemble_rows(cfg, candidates, reflections, dropped), dropped

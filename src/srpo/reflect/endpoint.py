@@ -1,15 +1,14 @@
 """Chat completions against any OpenAI-compatible endpoint (OpenAI, `vllm serve`, SGLang, ...), built to run for hours.
 
-* The official `openai` SDK does the HTTP (`AsyncOpenAI(max_retries=0)`); retries are ours, so backoff, jitter and
-  `Retry-After` are under control and every retry is counted.
+* aiohttp does the HTTP (one session, keep-alive connections); retries are ours, so backoff, jitter and `Retry-After`
+  are under control and every retry is counted. The openai SDK is not used here: its request building costs about
+  1 ms of CPU per request, which at 128 requests in flight is the bottleneck (benchmarks/teacher_throughput.py).
 * Retried: 429, 408, 409, 5xx, timeouts and dropped connections, with exponential backoff and jitter, honouring
   `Retry-After` / `retry-after-ms`. Not retried: other 4xx (the item fails with the reason). 401/403/404 mean a wrong
   key, URL or model name: they stop the run (`EndpointFatalError`) instead of failing every item.
 * A reply whose body or content cannot be used (`MalformedReply`, raised by the caller's `parse`) is re-requested up
   to `malformed_retries` times, then the item fails with the reason.
-* Concurrency is bounded by an `asyncio.Semaphore`. Requests are spread over a few SDK clients (one per 16 slots):
-  the HTTP connection pool scans all its connections for every request, so smaller pools keep 128+ concurrent
-  requests cheap.
+* Concurrency is bounded by an `asyncio.Semaphore`.
 * The API key is read from the environment variable the config names; it is never logged, printed or stored.
 """
 
@@ -32,7 +31,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 logger = logging.getLogger(__name__)
 
-SLOTS_PER_CLIENT = 16
 RETRY_STATUS = {408, 409, 425, 429}
 FATAL_STATUS = {401, 403, 404}
 
@@ -53,12 +51,6 @@ class RequestFailed(RuntimeError):
         self.reason = reason
         self.usage = usage or {"prompt_tokens": 0, "completion_tokens": 0}
         self.retries = retries
-
-
-def aiohttp_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("aiohttp") is not None
 
 
 def is_url(value: str | None) -> bool:
@@ -242,7 +234,6 @@ class ChatEndpoint:
         timeout: float = 300.0,
         retry: RetryPolicy | None = None,
         abort_after_failures: int = 50,
-        http_backend: str = "auto",
     ) -> None:
         if not is_url(base_url):
             raise ValueError(f"endpoint URL must start with http:// or https://, got {base_url!r}")
@@ -253,62 +244,37 @@ class ChatEndpoint:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.abort_after_failures = abort_after_failures
-        self.http_backend = http_backend
         self.stats = EndpointStats()
-        self._clients: list[Any] = []
-        self._next = 0
+        self._session: Any = None
+        self._headers: dict[str, str] = {}
+        self._proxy: str | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._consecutive_failures = 0
 
     def __repr__(self) -> str:  # never shows the key
         return f"ChatEndpoint({redact_url(self.base_url)!r}, model={self.model!r})"
 
-    def _client(self):
-        if not self._clients:
-            from openai import AsyncOpenAI
+    def _open(self):
+        """The aiohttp session (created inside the running loop on first use), with keep-alive connections."""
+        if self._session is None:
+            import aiohttp
 
-            key = read_api_key(self.api_key_env)
-            n = max(1, math.ceil(self.concurrency / SLOTS_PER_CLIENT))
-            self._clients = [AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=self.timeout,
-                                         http_client=self._http_client())
-                             for _ in range(n)]
+            from srpo import __version__
+
+            self._headers = {"Authorization": f"Bearer {read_api_key(self.api_key_env)}",
+                             "Content-Type": "application/json", "User-Agent": f"srpo/{__version__}"}
+            self._proxy = env_proxy(self.base_url)
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=_tls_context(self.base_url))
+            self._session = aiohttp.ClientSession(connector=connector,
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
             self._semaphore = asyncio.Semaphore(self.concurrency)
-        client = self._clients[self._next % len(self._clients)]
-        self._next += 1
-        return client
-
-    def _http_client(self):
-        """The SDK's HTTP client for one shard: its aiohttp transport when chosen (or "auto" and aiohttp is
-        installed: `pip install "openai[aiohttp]"`, about half the CPU per request), else its httpx default.
-        Plain-http servers (a local vllm/sglang) never use TLS, so their clients skip loading the CA bundle
-        (~40 ms per client)."""
-        backend = self.http_backend
-        if backend == "auto":
-            backend = "aiohttp" if aiohttp_available() else "httpx"
-        if backend not in ("httpx", "aiohttp"):
-            raise ValueError(f"http_backend must be auto, httpx or aiohttp, got {self.http_backend!r}")
-        kwargs: dict[str, Any] = {}
-        if self.base_url.startswith("http://"):
-            import ssl
-
-            if ChatEndpoint._plain_http_ssl is None:  # never used for a handshake: there is no TLS on http://
-                ChatEndpoint._plain_http_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            kwargs["verify"] = ChatEndpoint._plain_http_ssl
-        if backend == "aiohttp":
-            from openai import DefaultAioHttpClient
-
-            return DefaultAioHttpClient(**kwargs)
-        from openai import DefaultAsyncHttpxClient
-
-        return DefaultAsyncHttpxClient(**kwargs) if kwargs else None
-
-    _plain_http_ssl = None
+        return self._session
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, []
-        for client in clients:
+        session, self._session = self._session, None
+        if session is not None:
             try:
-                await client.close()
+                await session.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
 
@@ -316,27 +282,35 @@ class ChatEndpoint:
         """The configured model, or the server's only model (a `vllm serve` lists one); an error if it lists more."""
         if self.model:
             return self.model
-        client = self._client()
+        session = self._open()
+        where = redact_url(self.base_url)
         try:
-            page = await client.models.list()
-        except Exception as exc:  # noqa: BLE001
-            raise EndpointFatalError(f"{redact_url(self.base_url)}: no model name given and listing models failed "
-                                     f"({type(exc).__name__}); set the model name in the config") from None
-        models = [m.id for m in page.data]
+            async with session.get(self.base_url + "/models", headers=self._headers, proxy=self._proxy) as response:
+                status, payload = response.status, await response.read()
+            if status != 200:
+                raise ValueError(f"http {status}")
+            models = [m["id"] for m in json.loads(payload)["data"]]
+        except Exception as exc:  # noqa: BLE001 - any failure here means: name the model in the config
+            why = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+            raise EndpointFatalError(f"{where}: no model name given and listing models failed ({why}); set the model "
+                                     "name in the config") from None
         if len(models) != 1:
             listed = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "") if models else "none"
-            raise EndpointFatalError(f"{redact_url(self.base_url)} serves {len(models)} models ({listed}); "
-                                     "set the model name in the config")
+            raise EndpointFatalError(f"{where} serves {len(models)} models ({listed}); set the model name in the "
+                                     "config")
         self.model = models[0]
-        logger.info("%s: using model %s", redact_url(self.base_url), self.model)
+        logger.info("%s: using model %s", where, self.model)
         return self.model
 
-    async def _post(self, body: dict[str, Any]) -> str:
-        client = self._client()
+    async def _post(self, data: bytes) -> tuple[int, Any, bytes]:
+        """(status, headers, body) of one POST to /chat/completions; aiohttp and OS errors propagate."""
+        session = self._open()
         assert self._semaphore is not None
         async with self._semaphore:
             self.stats.requests += 1
-            return await client.post("/chat/completions", body=body, cast_to=str)
+            async with session.post(self.base_url + "/chat/completions", data=data, headers=self._headers,
+                                    proxy=self._proxy) as response:
+                return response.status, response.headers, await response.read()
 
     async def complete(self, messages: list[dict[str, Any]], parse: Callable[[str], Any] | None = None,
                        **params: Any) -> CallResult:
@@ -345,50 +319,54 @@ class ChatEndpoint:
         Returns `CallResult(parse(content) or content, usage, retries)`; raises `RequestFailed(reason)` when retries
         run out or the server rejects the request, `EndpointFatalError` when the endpoint refuses everything.
         """
-        import openai
+        import aiohttp
 
         body = {"model": self.model, "messages": messages, **{k: v for k, v in params.items() if v is not None}}
+        data = json.dumps(body).encode("utf-8")
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         transport_tries = malformed_tries = 0
         while True:
             retry_after = None
             try:
-                text = await self._post(body)
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                error = f"http {status}"
+                status, headers, payload = await self._post(data)
+            except asyncio.TimeoutError:  # aiohttp's timeouts derive from it
+                error = "timeout"
+            except aiohttp.ClientConnectorCertificateError as exc:  # retrying cannot fix a certificate
+                raise EndpointFatalError(f"{redact_url(self.base_url)}: TLS failed ({type(exc).__name__}): check the "
+                                         "URL and the server's certificate") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                error = f"connection error ({type(exc).__name__})"
+            else:
                 if status in FATAL_STATUS:
                     raise EndpointFatalError(
                         f"{redact_url(self.base_url)} answered {status} for model {self.model!r}: check the URL, the "
-                        f"model name and the API key in ${self.api_key_env or '(none)'}") from None
-                if status not in RETRY_STATUS and status < 500:
+                        f"model name and the API key in ${self.api_key_env or '(none)'}")
+                error = f"http {status}"
+                if 300 <= status < 500 and status not in RETRY_STATUS:
                     self._failed()
-                    raise RequestFailed(f"{error}: {_error_message(exc)}", usage,
-                                        transport_tries + malformed_tries) from None
-                retry_after = retry_after_seconds(exc.response.headers)
-            except openai.APITimeoutError:
-                error = "timeout"
-            except openai.APIConnectionError as exc:
-                error = f"connection error ({type(exc.__cause__).__name__ if exc.__cause__ else 'dropped'})"
-            else:
-                try:
-                    content, reply_usage = _read_completion(text)
-                    for key in usage:
-                        usage[key] += reply_usage.get(key) or 0
-                    value = parse(content) if parse else content
-                except MalformedReply as exc:
-                    self.stats.malformed += 1
-                    self.stats.count("malformed")
-                    if malformed_tries >= self.retry.malformed_retries:
-                        self._consecutive_failures = 0  # the server answers; the model's reply is the problem
-                        raise RequestFailed(f"malformed reply: {exc}", usage, transport_tries + malformed_tries) from None
-                    malformed_tries += 1
-                    self.stats.retries += 1
-                    logger.debug("malformed reply (%s); asking again (%d/%d)", exc, malformed_tries,
-                                 self.retry.malformed_retries)
-                    continue
-                self._consecutive_failures = 0
-                return CallResult(value, usage, transport_tries + malformed_tries)
+                    raise RequestFailed(f"{error}: {_error_message(payload)}", usage,
+                                        transport_tries + malformed_tries)
+                if status < 300:
+                    try:
+                        content, reply_usage = _read_completion(payload)
+                        for key in usage:
+                            usage[key] += reply_usage.get(key) or 0
+                        value = parse(content) if parse else content
+                    except MalformedReply as exc:
+                        self.stats.malformed += 1
+                        self.stats.count("malformed")
+                        if malformed_tries >= self.retry.malformed_retries:
+                            self._consecutive_failures = 0  # the server answers; the model's reply is the problem
+                            raise RequestFailed(f"malformed reply: {exc}", usage,
+                                                transport_tries + malformed_tries) from None
+                        malformed_tries += 1
+                        self.stats.retries += 1
+                        logger.debug("malformed reply (%s); asking again (%d/%d)", exc, malformed_tries,
+                                     self.retry.malformed_retries)
+                        continue
+                    self._consecutive_failures = 0
+                    return CallResult(value, usage, transport_tries + malformed_tries)
+                retry_after = retry_after_seconds(headers)
             self.stats.count(error.split(" (")[0])
             if transport_tries >= self.retry.max_retries:
                 self._failed()
@@ -406,6 +384,33 @@ class ChatEndpoint:
             raise EndpointFatalError(
                 f"{redact_url(self.base_url)}: {self._consecutive_failures} items in a row failed after retries; "
                 "stopping (finished items are saved; rerun to resume)")
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy for `url` from HTTP(S)_PROXY / NO_PROXY, as the openai SDK honours them; credentials in the proxy
+    URL become its Proxy-Authorization. Read once per session: aiohttp's `trust_env` looks them up in a worker thread
+    on every request, which doubled the client's CPU per request in benchmarks/teacher_throughput.py."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxy if "://" in proxy else "http://" + proxy
+
+
+def _tls_context(url: str):
+    """Certificate checks against certifi's CA bundle (what the openai SDK uses) for https; plain http has no TLS."""
+    if not url.startswith("https://"):
+        return None
+    import ssl
+
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _read_completion(text: Any) -> tuple[str, dict[str, int]]:
@@ -430,12 +435,17 @@ def _read_completion(text: Any) -> tuple[str, dict[str, int]]:
     return (content or ""), usage
 
 
-def _error_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
+def _error_message(payload: bytes) -> str:
+    """The server's error message: OpenAI's `{"error": {"message"}}`, vLLM's `{"message"}`, or the body's text."""
+    text = payload.decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
     if isinstance(body, dict):
-        message = body.get("message") or body.get("error")
+        message = body.get("error") or body.get("message") or body.get("detail")
         if isinstance(message, dict):
             message = message.get("message")
         if message:
             return str(message)[:300]
-    return str(getattr(exc, "message", "") or exc)[:300]
+    return text.strip()[:300] or "(no message)"

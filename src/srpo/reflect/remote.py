@@ -80,8 +80,7 @@ class EndpointTeacher:
         self.template = load_teacher_template(cfg.teacher_prompt)
         self.endpoint = ChatEndpoint(cfg.teacher, cfg.teacher_model, api_key_env=cfg.teacher_api_key_env,
                                      concurrency=cfg.concurrency, timeout=cfg.request_timeout,
-                                     retry=_retry_policy(cfg), abort_after_failures=cfg.abort_after_failures,
-                                     http_backend=cfg.http_backend)
+                                     retry=_retry_policy(cfg), abort_after_failures=cfg.abort_after_failures)
 
     @property
     def name(self) -> str:
@@ -139,7 +138,7 @@ class EndpointTeacher:
 def endpoint_policy(cfg: ReflectConfig) -> ChatEndpoint:
     return ChatEndpoint(cfg.policy, cfg.policy_model, api_key_env=cfg.policy_api_key_env,
                         concurrency=cfg.concurrency, timeout=cfg.request_timeout, retry=_retry_policy(cfg),
-                        abort_after_failures=cfg.abort_after_failures, http_backend=cfg.http_backend)
+                        abort_after_failures=cfg.abort_after_failures)
 
 
 async def _policy_attempt(endpoint: ChatEndpoint, cfg: ReflectConfig, problem: Problem) -> dict[str, Any]:

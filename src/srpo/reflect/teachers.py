@@ -43,7 +43,7 @@ _FACT = re.compile(r"-?\d+(?:\.\d+)?|[A-Za-z]{4,}")
 
 
 class OracleTeacher:
-    """Reflections from a worked solution: confirms and streamlines a right attempt, locates the mistake in a wrong one."""
+    """Reflections from a worked solution: confirms and streamlines a right attempt, finds the mistake in a wrong one."""
 
     name = "oracle"
 
