@@ -16,7 +16,8 @@ from srpo.cli import app
 from srpo.config import ReflectConfig, load_config
 from srpo.data import Problem, save_problems
 from srpo.format import parse_response
-from srpo.reflect.build import run_reflect
+from srpo.prompts import TEACHER_PROMPT_TEMPLATE
+from srpo.reflect.build import SettingsChanged, run_reflect
 from srpo.reflect.store import JsonlStore
 
 SECRET = "sk-test-NEVER-PRINT-9b2d"
@@ -160,6 +161,35 @@ def test_store_ignores_and_repairs_a_torn_last_line(tmp_path):
     assert path.read_text().count("\n") == 3
     records = JsonlStore(path).load()
     assert set(records) == {"a", "c"} and records["a"]["status"] == "failed"
+
+
+def test_a_rerun_with_other_settings_stops_instead_of_mixing_items(problems_path, server, tmp_path):
+    out = tmp_path / "out"
+    run_reflect(config(problems_path, server.url, out))
+    first, n_requests = table(out), len(server.requests())
+    template = tmp_path / "teacher.txt"
+    template.write_text(TEACHER_PROMPT_TEMPLATE + "\nKeep it short.")
+    for change, field in ((dict(teacher_model="teacher-8b"), "teacher_model: 'teacher-72b' -> 'teacher-8b'"),
+                          (dict(teacher_prompt=str(template)), "teacher_prompt: 'sha256:"),
+                          (dict(attempt_temperature=0.7), "attempt_temperature: 0.2 -> 0.7"),
+                          (dict(policy_model="policy-3b"), "policy_model: 'policy-7b' -> 'policy-3b'")):
+        with pytest.raises(SettingsChanged, match=field.replace("(", r"\(")) as err:
+            run_reflect(config(problems_path, server.url, out, **change))
+        assert "Use a new --out" in str(err.value)
+    assert len(server.requests()) == n_requests
+    # settings that do not change the items (concurrency, retries, prices) resume as before
+    run_reflect(config(problems_path, server.url, out, concurrency=2, max_retries=5, teacher_price_input=2.0))
+    assert len(server.requests()) == n_requests and table(out).equals(first)
+    # a new teacher once its store is deleted: the attempts are kept, the replies requested again
+    (out / "reflections.jsonl").unlink()
+    run_reflect(config(problems_path, server.url, out, teacher_model="teacher-8b"))
+    again = server.requests()[n_requests:]
+    assert {r["kind"] for r in again} == {"teacher"} and {r["model"] for r in again} == {"teacher-8b"}
+    # the CLI says it in one line and exits 2
+    result = CliRunner().invoke(app, ["reflect", "--problems", str(problems_path), "--policy", server.url,
+                                      "--policy-model", "policy-7b", "--teacher", server.url, "--teacher-model",
+                                      "teacher-72b", "--out", str(out), "--progress", "false"])
+    assert result.exit_code == 2 and "teacher_model: 'teacher-8b' -> 'teacher-72b'" in result.output
 
 
 def test_cli_flag_form_and_yaml_form(problems_path, tmp_path, monkeypatch, caplog):

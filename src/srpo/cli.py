@@ -88,12 +88,12 @@ def reflect(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help
     Rerun with the same --out to resume. See docs/teacher.md.
     """
     from srpo.config import ReflectConfig, load_config
-    from srpo.reflect.build import run_reflect
+    from srpo.reflect.build import SettingsChanged, run_reflect
     from srpo.reflect.endpoint import EndpointFatalError
 
     try:
         out = run_reflect(load_config(ReflectConfig, config, ctx.args))
-    except EndpointFatalError as exc:
+    except (EndpointFatalError, SettingsChanged) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo((out / "summary.json").read_text())

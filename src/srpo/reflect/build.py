@@ -7,7 +7,9 @@ endpoint (`srpo.reflect.remote`). Files in the output dir:
 * `reflections.jsonl`: one record per teacher request (`id`, `status` ok/failed, `reflection` or `reason`, token
   `usage`, `retries`), appended durably as replies finish (endpoint teachers);
 * `dataset/` (datasets format: question, images, target, answer, first_correct, reflection, ...) for `srpo sft`;
-* `summary.json`: kept/dropped by reason, right/wrong mix, tokens used and the estimated cost.
+* `summary.json`: kept/dropped by reason, right/wrong mix, tokens used and the estimated cost;
+* `settings.json`: the settings each store's items were made with (model, prompt, sampling); a rerun with other
+  settings stops with `SettingsChanged` instead of mixing old and new items.
 
 A rerun with the same output dir requests only what the stores lack; the dataset is rebuilt from the stores with
 seeded sampling, so it is the same whether or not the run was interrupted.
@@ -37,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 ATTEMPTS_FILE = "attempts.jsonl"
 REFLECTIONS_FILE = "reflections.jsonl"
+SETTINGS_FILE = "settings.json"
+
+
+class SettingsChanged(ValueError):
+    """A store in the output dir was made with other settings than this run's."""
 
 
 def make_teacher(name: str, cfg: ReflectConfig | None = None) -> Teacher:
@@ -285,9 +292,63 @@ def _public_config(cfg: ReflectConfig) -> dict[str, Any]:
     return data
 
 
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def store_settings(cfg: ReflectConfig) -> dict[str, dict[str, Any]]:
+    """What the items of each store depend on, by store file (no teacher store for a non-endpoint teacher)."""
+    settings: dict[str, dict[str, Any]] = {ATTEMPTS_FILE: {
+        "policy": redact_url(cfg.policy),
+        "system_prompt": _digest(system_prompt(cfg.system_prompt)) if cfg.system_prompt else None,
+        "attempt_temperature": cfg.attempt_temperature,
+        "attempt_max_new_tokens": cfg.attempt_max_new_tokens,
+    }}
+    if is_url(cfg.policy):
+        settings[ATTEMPTS_FILE].update(policy_model=cfg.policy_model, policy_extra_body=cfg.policy_extra_body,
+                                       image_max_pixels=cfg.image_max_pixels)
+    else:
+        settings[ATTEMPTS_FILE].update(seed=cfg.seed)  # local sampling is seeded
+    if is_url(cfg.teacher):
+        from srpo.reflect.remote import load_teacher_template
+
+        settings[REFLECTIONS_FILE] = {
+            "teacher": redact_url(cfg.teacher),
+            "teacher_model": cfg.teacher_model,
+            "teacher_prompt": _digest(load_teacher_template(cfg.teacher_prompt)),
+            "teacher_temperature": cfg.teacher_temperature,
+            "teacher_max_tokens": cfg.teacher_max_tokens,
+            "teacher_json_mode": cfg.teacher_json_mode,
+            "teacher_extra_body": cfg.teacher_extra_body,
+            "image_max_pixels": cfg.image_max_pixels,
+        }
+    return json.loads(json.dumps(settings))  # as they read back from settings.json
+
+
+def check_settings(cfg: ReflectConfig, out: Path) -> None:
+    """Stop before a store gets items made with other settings than those it holds; then record this run's."""
+    path = out / SETTINGS_FILE
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    current = store_settings(cfg)
+    for name, settings in current.items():
+        old = saved.get(name)
+        if old is None or not (out / name).exists():
+            continue
+        changed = [f"{key}: {old.get(key)!r} -> {settings.get(key)!r}" for key in sorted({*old, *settings})
+                   if old.get(key) != settings.get(key)]
+        if changed:
+            raise SettingsChanged(
+                f"{out / name} holds items made with other settings ({'; '.join(changed)}). Use a new --out, delete "
+                f"{out / name} to make them again, or delete {path} to keep the stored items as they are.")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**saved, **current}, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(cfg, out)
     problems = load_problems(cfg.problems, limit=cfg.limit)
     attempt_records = collect_attempts(cfg, problems, out)
     responses = {pid: r.get("response", "") for pid, r in attempt_records.items() if r.get("status", "ok") == "ok"}
