@@ -17,7 +17,7 @@ from srpo.config import ReflectConfig, load_config
 from srpo.data import Problem, save_problems
 from srpo.format import parse_response
 from srpo.prompts import TEACHER_PROMPT_TEMPLATE
-from srpo.reflect.build import SettingsChanged, run_reflect
+from srpo.reflect.build import SettingsChanged, collect_attempts, run_reflect
 from srpo.reflect.store import JsonlStore
 
 SECRET = "sk-test-NEVER-PRINT-9b2d"
@@ -270,10 +270,25 @@ def test_local_policy_with_an_endpoint_teacher(tiny_model_dir, server, tmp_path)
     out.mkdir()
     # two attempts from an earlier (interrupted) run; the tiny random model writes the other two (untagged, dropped)
     JsonlStore(out / "attempts.jsonl").append_many(
-        {"id": pid, "response": f"<think>I count {n}</think><answer>{n}</answer>"} for pid, n in (("q00", 3), ("q01", 5)))
+        {"id": pid, "response": f"<think>I count {n}</think><answer>{n}</answer>"}
+        for pid, n in (("q00", 3), ("q01", 5)))
     cfg = config(path, server.url, out, policy=str(tiny_model_dir), attempt_max_new_tokens=4, batch_size=2)
     run_reflect(cfg)
     assert not server.requests("policy")
     assert sorted(r["id"] for r in server.requests("teacher")) == ["q00", "q01"]
     ds = datasets.load_from_disk(str(out / "dataset"))
     assert sorted(ds["id"]) == ["q00", "q01"] and sorted(ds["first_correct"]) == [False, True]
+
+
+def test_sampled_local_attempts_are_the_same_after_a_crash(tiny_model_dir, tmp_path):
+    problems = make_problems(10)
+    cfg = ReflectConfig(policy=str(tiny_model_dir), attempt_temperature=1.0, attempt_max_new_tokens=6, batch_size=1,
+                        progress=False)  # chunks of 8: problems 0-7 and 8-9
+    full = collect_attempts(cfg, problems, tmp_path / "full")
+    assert len({r["response"] for r in full.values()}) > 1  # really sampled
+    part = tmp_path / "part"
+    part.mkdir()
+    lines = (tmp_path / "full" / "attempts.jsonl").read_text().splitlines(keepends=True)
+    (part / "attempts.jsonl").write_text("".join(lines[:3]) + lines[3][:20])  # killed mid-way through chunk 1
+    resumed = collect_attempts(cfg, problems, part)
+    assert {k: r["response"] for k, r in resumed.items()} == {k: r["response"] for k, r in full.items()}

@@ -86,7 +86,7 @@ def collect_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) -> 
 
                 generate_attempts_endpoint(cfg, todo, store)
             else:
-                _generate_attempts_local(cfg, todo, store)
+                _generate_attempts_local(cfg, problems, {p.id for p in todo}, store)
         finally:
             store.close()
         records = store.load()
@@ -98,14 +98,21 @@ def generate_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) ->
     return {pid: r.get("response", "") for pid, r in collect_attempts(cfg, problems, out).items()}
 
 
-def _generate_attempts_local(cfg: ReflectConfig, todo: list[Problem], store: JsonlStore) -> None:
+def _generate_attempts_local(cfg: ReflectConfig, problems: list[Problem], todo: set[str], store: JsonlStore) -> None:
+    """Sampled attempts for the ids in `todo`, in chunks fixed by position in `problems` and seeded by it: a chunk
+    cut short by a crash is generated again whole (same batches, same seed), so a resumed run stores exactly the
+    attempts an uninterrupted one would. Each chunk is stored durably before the next starts."""
+    from tqdm.auto import tqdm
+
     from srpo.generation import generate_responses
     from srpo.models import load_policy
 
-    model, processor = load_policy(cfg.policy)
     step = cfg.batch_size * 8
-    for start in range(0, len(todo), step):
-        chunk = todo[start : start + step]
+    chunks = [(start, problems[start : start + step]) for start in range(0, len(problems), step)]
+    chunks = [(start, chunk) for start, chunk in chunks if any(p.id in todo for p in chunk)]
+    model, processor = load_policy(cfg.policy)
+    bar = tqdm(total=len(todo), desc="policy attempts", unit="item", disable=not cfg.progress, dynamic_ncols=True)
+    for start, chunk in chunks:
         responses = generate_responses(
             model,
             processor,
@@ -115,10 +122,12 @@ def _generate_attempts_local(cfg: ReflectConfig, todo: list[Problem], store: Jso
             temperature=cfg.attempt_temperature,
             batch_size=cfg.batch_size,
             seed=cfg.seed + start,
-            desc=f"attempts {start + len(chunk)}/{len(todo)}",
-            progress=cfg.progress,
+            progress=False,
         )
-        store.append_many({"id": p.id, "response": r, "status": "ok"} for p, r in zip(chunk, responses))
+        new = [{"id": p.id, "response": r, "status": "ok"} for p, r in zip(chunk, responses) if p.id in todo]
+        store.append_many(new)
+        bar.update(len(new))
+    bar.close()
 
 
 def render_target(attempt: Attempt, reflection_text: str, revised: str | None, gold: str, shape: str) -> str:
@@ -400,12 +409,14 @@ def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
 
 
 def _save_dataset(ds, path: Path) -> None:
-    """Write to a sibling folder, then swap it in, so a crash never leaves a half-written dataset in place."""
+    """Write to a sibling folder, then swap it in by renames, so a crash never leaves a half-written dataset."""
     import shutil
 
-    tmp = path.with_name(path.name + ".tmp")
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.save_to_disk(str(tmp))
+    shutil.rmtree(old, ignore_errors=True)
     if path.exists():
-        shutil.rmtree(path)
+        path.rename(old)
     tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
