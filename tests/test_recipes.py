@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from srpo.config import RLStageConfig, SFTStageConfig, load_config
+from srpo.config import ReflectConfig, RLStageConfig, SFTStageConfig, load_config
 from srpo.train.common import check_dependencies
 from srpo.train.rl import build_rl_trainer, grpo_args
 from srpo.train.sft import sft_args
@@ -93,6 +93,17 @@ def test_rl_recipe_builds_its_trainer_arguments(path):
     assert args.vllm_max_model_length == 1024 + 2048
     # A vLLM engine spans vllm_tensor_parallel_size GPUs of one node.
     assert world % args.vllm_tensor_parallel_size == 0 and 8 % args.vllm_tensor_parallel_size == 0
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_MODELS))
+def test_reflect_recipe_feeds_the_sft_recipe_with_the_papers_settings(name):
+    cfg = load_config(ReflectConfig, RECIPES / name / "reflect.yaml")
+    assert cfg.out == load_config(SFTStageConfig, RECIPES / name / "sft.yaml").dataset
+    # SPEC §3.2-§3.4
+    assert cfg.system_prompt == "attempt" and cfg.attempt_temperature == 0.2 and cfg.attempt_max_new_tokens == 1024
+    assert cfg.right_fraction == 0.3 and cfg.max_examples == 10000
+    assert cfg.teacher_model == "o4-mini" and cfg.teacher_temperature is None
+    assert cfg.policy.startswith("http://") and cfg.teacher.startswith("https://")
 
 
 def test_grpo_accumulation_follows_the_world_size():
