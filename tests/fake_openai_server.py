@@ -53,6 +53,7 @@ class FakeOpenAIServer:
         models: tuple[str, ...] = ("fake",),
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.latency = latency
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
@@ -62,6 +63,7 @@ class FakeOpenAIServer:
         self.keep_text = keep_text  # log each request's prompt text too
         self.models = list(models)  # what GET /v1/models lists
         self.host, self.port = host, port
+        self.tls = tls  # (certificate file, key file): serve https
         self.log: list[dict[str, Any]] = []
         self.in_flight = 0  # requests being answered now (touched only from the server's event loop)
         self.max_in_flight = 0
@@ -75,11 +77,17 @@ class FakeOpenAIServer:
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/v1"
 
     async def serve(self, ready: threading.Event | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=2048)
+        ssl_context = None
+        if self.tls:
+            import ssl
+
+            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_context.load_cert_chain(*self.tls)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=2048, ssl=ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.log_path:
             self._log_file = self.log_path.open("a", buffering=1)

@@ -227,6 +227,36 @@ def test_requests_go_through_the_proxy_named_in_the_environment(server, monkeypa
     assert env_proxy("https://api.example.com/v1") is None  # no HTTPS_PROXY set
 
 
+@pytest.fixture(scope="module")
+def self_signed_certificate(tmp_path_factory):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_checks_the_certificate_against_ssl_cert_file(self_signed_certificate, monkeypatch):
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeOpenAIServer(tls=self_signed_certificate) as srv:
+        assert srv.url.startswith("https://")
+        # an unknown certificate stops the run at once: retrying cannot fix it
+        with pytest.raises(EndpointFatalError, match="TLS failed"):
+            reflect_many(teacher_cfg(srv.url), ["a"])
+        assert srv.requests() == []
+        # the company-CA way: SSL_CERT_FILE names the bundle that signs the server's certificate
+        monkeypatch.setenv("SSL_CERT_FILE", self_signed_certificate[0])
+        records = reflect_many(teacher_cfg(srv.url), ["a", "b"])
+        assert all(r["status"] == "ok" for r in records.values()) and len(srv.requests("teacher")) == 2
+
+
 def test_timeouts_are_retried(server):
     server.set_faults({"teacher:a": ["hang", "ok"]})
     start = time.monotonic()

@@ -401,11 +401,15 @@ def env_proxy(url: str) -> str | None:
 
 
 def _tls_context(url: str):
-    """Certificate checks against certifi's CA bundle (what the openai SDK uses) for https; plain http has no TLS."""
+    """For https: the CA bundle of SSL_CERT_FILE / SSL_CERT_DIR when set (a company CA), else certifi's (what the
+    openai SDK uses); plain http has no TLS."""
     if not url.startswith("https://"):
         return None
     import ssl
 
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
     try:
         import certifi
     except ImportError:
