@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from fake_openai_server import FakeOpenAIServer
 from srpo.cli import app
+from srpo.data import Problem, save_problems
 from srpo.eval.benchmarks import load_benchmark
 from srpo.eval.judge import OpenAIJudge
 from srpo.eval.scoring.common import shared_dir
@@ -189,6 +191,26 @@ def test_endpoint_run_scripted_replies_and_judge(items, tmp_path, monkeypatch):
     assert metrics["wrong_to_right"] == pytest.approx(1 / 8) and metrics["mode"] == "srpo_compat"
     methods = [json.loads(line)["method"] for line in (out / "items.jsonl").read_text().splitlines()]
     assert methods[5:] == ["llm", "llm", "llm"]
+
+
+def test_endpoint_eval_of_a_problem_file_retries_transient_faults(tmp_path, monkeypatch):
+    """Runs without ../shared: a problem-schema file, the fault-injecting loopback server, the CLI end to end."""
+    problems = [Problem(id=f"p{i}", question=f"[id=p{i} say={2 + i % 3}] How many squares?", answer=str(2 + i % 2),
+                        images=[Image.new("RGB", (30 + 7 * i, 41), "white")], answer_type="integer") for i in range(6)]
+    path = save_problems(problems, tmp_path / "problems.jsonl")
+    monkeypatch.setenv("SRPO_EVAL_KEY", "sk-eval")
+    faults = {"policy:p1": ["429", "ok"], "policy:p2": ["500", "503", "ok"], "policy:p3": ["drop", "ok"]}
+    with FakeOpenAIServer(faults=faults, api_key="sk-eval", retry_after="0.01") as server:
+        res = runner.invoke(app, ["eval", "--model", server.url, "--benchmark", str(path), "--out", str(tmp_path / "r"),
+                                  "--api-key-env", "SRPO_EVAL_KEY", "--concurrency", "3", "--max-new-tokens", "32",
+                                  "--no-progress"])
+        assert res.exit_code == 0, res.output
+        requests = server.requests("policy")
+    assert sorted(r["id"] for r in requests) == ["p0", "p1", "p1", "p2", "p2", "p2", "p3", "p3", "p4", "p5"]
+    assert all(r["authorized"] and r["images"] == 1 for r in requests) and {r["model"] for r in requests} == {"fake"}
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    # the scripted model says 2, 3, 4, 2, 3, 4 against answers 2, 3, 2, 3, 2, 3: p0 and p1 are right
+    assert (metrics["correct"], metrics["n_scored"]) == (2, 6)
 
 
 def test_endpoint_errors_are_reported(items, tmp_path):

@@ -286,7 +286,7 @@ def test_malformed_replies_are_retried_up_to_the_limit_then_recorded(server, fau
 def test_retries_run_out_and_client_errors_are_not_retried(server):
     server.set_faults({"teacher:a": ["500"], "teacher:b": ["400"]})
     records = reflect_many(teacher_cfg(server.url, max_retries=3), ["a", "b", "c"])
-    assert records["a"]["status"] == "failed" and records["a"]["reason"] == "http 500 after 3 retries"
+    assert records["a"]["status"] == "failed" and records["a"]["reason"] == "http 500 after 3 retries: injected 500"
     assert records["b"]["status"] == "failed" and records["b"]["reason"].startswith("http 400: injected 400")
     assert records["c"]["status"] == "ok"
     counts = {pid: len([r for r in server.requests("teacher") if r["id"] == pid]) for pid in "abc"}

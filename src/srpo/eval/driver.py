@@ -53,7 +53,7 @@ class EvalConfig:
     served_model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
-    request_retries: int = 3  # per endpoint request (the openai client's own retries with backoff)
+    request_retries: int = 3  # per endpoint request: 429, 5xx, timeouts, dropped connections (with backoff)
     tokenizer: str | None = None  # for lengths with an endpoint; default: the model path
     mode: str = "official"  # official | srpo_compat
     legacy_int: bool = False  # MathVista's older integer normaliser

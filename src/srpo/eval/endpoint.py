@@ -1,47 +1,26 @@
-"""OpenAI-compatible chat completions for evaluation: a sync client, message building with images as data URLs,
-and threaded generation. (The teacher's async client lives in srpo.reflect; this one is the eval side's.)"""
+"""OpenAI-compatible chat completions for evaluation: messages with images as data URLs, bounded concurrent
+generation, and one-off requests for the judge. The HTTP client is the teacher's (`srpo.reflect.endpoint.ChatEndpoint`):
+retries with backoff and Retry-After, proxies, TLS, and the API key read from an environment variable."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from srpo.reflect.endpoint import ChatEndpoint, RequestFailed, RetryPolicy, is_url, redact_url
+
+__all__ = ["chat_messages", "chat_once", "endpoint", "generate_openai", "is_url"]
 
 logger = logging.getLogger(__name__)
-NO_KEY = "EMPTY"  # what vLLM / SGLang servers without --api-key accept
 
 
-def is_url(model: str) -> bool:
-    return str(model).startswith(("http://", "https://"))
-
-
-def openai_client(base_url: str, api_key_env: str = "OPENAI_API_KEY", *, timeout: float = 600.0,
-                  max_retries: int = 3):
-    """`openai.OpenAI` for `base_url`, with the key read from the environment variable `api_key_env`."""
-    import openai
-
-    key = os.environ.get(api_key_env)
-    if not key:
-        logger.warning("environment variable %s is not set: sending the placeholder key %r (fine for servers "
-                       "without authentication)", api_key_env, NO_KEY)
-        key = NO_KEY
-    return openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
-
-
-def served_model_name(client, model: str | None) -> str:
-    """`model` when given, else the first model the server lists (vLLM serves one)."""
-    if model:
-        return model
-    try:
-        models = [m.id for m in client.models.list()]
-    except Exception as exc:  # noqa: BLE001 -- any transport/API error: ask for the name instead
-        raise RuntimeError(f"{client.base_url}: could not list the served models ({exc}); pass --served-model NAME"
-                           ) from exc
-    if not models:
-        raise RuntimeError(f"{client.base_url}: the server lists no models; pass --served-model NAME")
-    return models[0]
+def endpoint(base_url: str, model: str | None, *, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+             timeout: float = 600.0, max_retries: int = 3) -> ChatEndpoint:
+    """A `ChatEndpoint` for evaluation: transport retries only (a reply is used as it is), never aborts on its own."""
+    return ChatEndpoint(base_url, model or "", api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
+                        retry=RetryPolicy(max_retries=max_retries, malformed_retries=0), abort_after_failures=0)
 
 
 def chat_messages(system: str | None, prompt: str, images: Sequence[tuple[bytes, str]]) -> list[dict]:
@@ -58,14 +37,20 @@ def chat_messages(system: str | None, prompt: str, images: Sequence[tuple[bytes,
     return messages
 
 
-def chat_once(client, model: str, messages: list[dict], *, max_tokens: int, temperature: float = 0.0
-              ) -> tuple[str, int | None]:
-    """(reply text, completion tokens reported by the server or None)."""
-    reply = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
-                                           temperature=temperature)
-    text = reply.choices[0].message.content or ""
-    tokens = getattr(reply.usage, "completion_tokens", None) if reply.usage else None
-    return text, tokens
+def chat_once(base_url: str, model: str, messages: list[dict], *, max_tokens: int, api_key_env: str = "OPENAI_API_KEY",
+              timeout: float = 600.0, max_retries: int = 3) -> str:
+    """One greedy reply, synchronously (any thread without a running event loop); `RequestFailed` when it fails."""
+
+    async def ask() -> str:
+        client = endpoint(base_url, model, api_key_env=api_key_env, concurrency=1, timeout=timeout,
+                          max_retries=max_retries)
+        try:
+            result = await client.complete(messages, max_tokens=max_tokens, temperature=0.0)
+        finally:
+            await client.aclose()
+        return result.value
+
+    return asyncio.run(ask())
 
 
 def generate_openai(items: Sequence, system: str | None, *, base_url: str, model: str | None, max_new_tokens: int,
@@ -73,27 +58,39 @@ def generate_openai(items: Sequence, system: str | None, *, base_url: str, model
                     max_retries: int = 3, on_result: Callable[[object, str, int | None], None] | None = None
                     ) -> dict[str, str]:
     """Greedy replies for `items` (BenchItem-like: id, prompt, image_bytes()) from an OpenAI-compatible server,
-    `concurrency` requests at a time; `on_result(item, text, tokens)` is called as each one arrives (in the calling
-    thread). Returns id -> reply."""
-    client = openai_client(base_url, api_key_env, timeout=timeout, max_retries=max_retries)
-    name = served_model_name(client, model)
-
-    def one(item):
-        return chat_once(client, name, chat_messages(system, item.prompt, item.image_bytes()),
-                         max_tokens=max_new_tokens)
-
+    `concurrency` requests at a time; `on_result(item, text, completion tokens or None)` is called as each one
+    arrives (in the calling thread). Returns id -> reply; the first item that fails after its retries stops the run
+    with a RuntimeError naming it."""
     out: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(one, item): item for item in items}
-        for fut in as_completed(futures):
-            item = futures[fut]
+
+    async def main() -> None:
+        client = endpoint(base_url, model, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
+                          max_retries=max_retries)
+        pending = iter(items)
+
+        async def worker() -> None:
+            for item in pending:  # a shared iterator: each worker takes the next item
+                messages = chat_messages(system, item.prompt, item.image_bytes())
+                try:
+                    result = await client.complete(messages, max_tokens=max_new_tokens, temperature=0.0)
+                except RequestFailed as exc:
+                    raise RuntimeError(f"{redact_url(base_url)}: request for item {item.id!r} failed: {exc.reason}"
+                                       ) from None
+                out[item.id] = result.value
+                if on_result is not None:
+                    on_result(item, result.value, result.usage["completion_tokens"] or None)
+
+        try:
+            await client.resolve_model()
+            tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(items))))]
             try:
-                text, tokens = fut.result()
-            except Exception as exc:
-                for f in futures:
-                    f.cancel()
-                raise RuntimeError(f"{base_url}: request for item {item.id!r} failed: {exc}") from exc
-            out[item.id] = text
-            if on_result is not None:
-                on_result(item, text, tokens)
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
     return out

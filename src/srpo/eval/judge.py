@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from srpo.eval.endpoint import chat_once, openai_client
+from srpo.eval.endpoint import chat_once
+from srpo.reflect.endpoint import EndpointFatalError, RequestFailed
 
 
 @dataclass
@@ -39,7 +40,7 @@ class OpenAIJudge:
         if not model:
             raise ValueError("OpenAIJudge: a model name is required (e.g. gpt-4o-2024-11-20)")
         self.base_url, self.model, self.max_tokens = base_url, model, max_tokens
-        self._client = openai_client(base_url, api_key_env, timeout=timeout, max_retries=max_retries)
+        self._request = {"api_key_env": api_key_env, "timeout": timeout, "max_retries": max_retries}
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
         self.calls = 0  # requests actually sent
@@ -49,10 +50,10 @@ class OpenAIJudge:
             if prompt in self._cache:
                 return self._cache[prompt]
         try:
-            text, _ = chat_once(self._client, self.model, [{"role": "user", "content": prompt}],
-                                max_tokens=self.max_tokens)
-        except Exception as exc:
-            raise RuntimeError(f"judge {self.model} at {self.base_url} failed: {exc}") from exc
+            text = chat_once(self.base_url, self.model, [{"role": "user", "content": prompt}],
+                             max_tokens=self.max_tokens, **self._request)
+        except (RequestFailed, EndpointFatalError) as exc:
+            raise RuntimeError(f"judge {self.model} at {self.base_url} failed: {exc}") from None
         with self._lock:
             self.calls += 1
             self._cache[prompt] = text

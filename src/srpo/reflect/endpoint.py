@@ -292,12 +292,12 @@ class ChatEndpoint:
             models = [m["id"] for m in json.loads(payload)["data"]]
         except Exception as exc:  # noqa: BLE001 - any failure here means: name the model in the config
             why = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
-            raise EndpointFatalError(f"{where}: no model name given and listing models failed ({why}); set the model "
-                                     "name in the config") from None
+            raise EndpointFatalError(f"{where}: no model name given and listing models failed ({why}); name the "
+                                     "model (e.g. --teacher-model, --policy-model, --served-model)") from None
         if len(models) != 1:
             listed = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "") if models else "none"
-            raise EndpointFatalError(f"{where} serves {len(models)} models ({listed}); set the model name in the "
-                                     "config")
+            raise EndpointFatalError(f"{where} serves {len(models)} models ({listed}); name the one to use (e.g. "
+                                     "--teacher-model, --policy-model, --served-model)")
         self.model = models[0]
         logger.info("%s: using model %s", where, self.model)
         return self.model
@@ -326,7 +326,7 @@ class ChatEndpoint:
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         transport_tries = malformed_tries = 0
         while True:
-            retry_after = None
+            retry_after, detail = None, ""
             try:
                 status, headers, payload = await self._post(data)
             except asyncio.TimeoutError:  # aiohttp's timeouts derive from it
@@ -367,10 +367,11 @@ class ChatEndpoint:
                     self._consecutive_failures = 0
                     return CallResult(value, usage, transport_tries + malformed_tries)
                 retry_after = retry_after_seconds(headers)
+                detail = f": {_error_message(payload)}"
             self.stats.count(error.split(" (")[0])
             if transport_tries >= self.retry.max_retries:
                 self._failed()
-                raise RequestFailed(f"{error} after {transport_tries} retries", usage,
+                raise RequestFailed(f"{error} after {transport_tries} retries{detail}", usage,
                                     transport_tries + malformed_tries)
             wait = self.retry.delay(transport_tries, retry_after)
             transport_tries += 1
