@@ -202,8 +202,7 @@ def test_endpoint_eval_of_a_problem_file_retries_transient_faults(tmp_path, monk
     faults = {"policy:p1": ["429", "ok"], "policy:p2": ["500", "503", "ok"], "policy:p3": ["drop", "ok"]}
     with FakeOpenAIServer(faults=faults, api_key="sk-eval", retry_after="0.01") as server:
         res = runner.invoke(app, ["eval", "--model", server.url, "--benchmark", str(path), "--out", str(tmp_path / "r"),
-                                  "--api-key-env", "SRPO_EVAL_KEY", "--concurrency", "3", "--max-new-tokens", "32",
-                                  "--no-progress"])
+                                  "--api-key-env", "SRPO_EVAL_KEY", "--concurrency", "3", "--max-new-tokens", "32"])
         assert res.exit_code == 0, res.output
         requests = server.requests("policy")
     assert sorted(r["id"] for r in requests) == ["p0", "p1", "p1", "p2", "p2", "p2", "p3", "p3", "p4", "p5"]
@@ -211,6 +210,8 @@ def test_endpoint_eval_of_a_problem_file_retries_transient_faults(tmp_path, monk
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     # the scripted model says 2, 3, 4, 2, 3, 4 against answers 2, 3, 2, 3, 2, 3: p0 and p1 are right
     assert (metrics["correct"], metrics["n_scored"]) == (2, 6)
+    bar = [line for line in res.stderr.replace("\r", "\n").splitlines() if "generating" in line][-1]
+    assert "6/6" in bar and "item/s" in bar
 
 
 def test_endpoint_errors_are_reported(items, tmp_path):

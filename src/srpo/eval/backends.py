@@ -98,7 +98,7 @@ def generate(backend: str, model: str, items: Sequence, system: str | None, *, m
     elif backend == "openai":
         generate_openai(items, system, base_url=model, model=served_model, max_new_tokens=max_new_tokens,
                         api_key_env=api_key_env, concurrency=concurrency, max_retries=request_retries,
-                        on_result=on_result)
+                        on_result=on_result, progress=progress)
     elif backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise RuntimeError("--backend vllm: vLLM is not installed (pip install vllm, on a GPU machine)")

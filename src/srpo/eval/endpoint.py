@@ -55,13 +55,16 @@ def chat_once(base_url: str, model: str, messages: list[dict], *, max_tokens: in
 
 def generate_openai(items: Sequence, system: str | None, *, base_url: str, model: str | None, max_new_tokens: int,
                     api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, timeout: float = 600.0,
-                    max_retries: int = 3, on_result: Callable[[object, str, int | None], None] | None = None
-                    ) -> dict[str, str]:
+                    max_retries: int = 3, on_result: Callable[[object, str, int | None], None] | None = None,
+                    progress: bool = True) -> dict[str, str]:
     """Greedy replies for `items` (BenchItem-like: id, prompt, image_bytes()) from an OpenAI-compatible server,
     `concurrency` requests at a time; `on_result(item, text, completion tokens or None)` is called as each one
     arrives (in the calling thread). Returns id -> reply; the first item that fails after its retries stops the run
     with a RuntimeError naming it."""
+    from tqdm.auto import tqdm
+
     out: dict[str, str] = {}
+    bar = tqdm(total=len(items), desc="generating", unit="item", disable=not progress, dynamic_ncols=True)
 
     async def main() -> None:
         client = endpoint(base_url, model, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
@@ -79,6 +82,7 @@ def generate_openai(items: Sequence, system: str | None, *, base_url: str, model
                 out[item.id] = result.value
                 if on_result is not None:
                     on_result(item, result.value, result.usage["completion_tokens"] or None)
+                bar.update(1)
 
         try:
             await client.resolve_model()
@@ -92,5 +96,8 @@ def generate_openai(items: Sequence, system: str | None, *, base_url: str, model
         finally:
             await client.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        bar.close()
     return out
