@@ -117,3 +117,14 @@ def test_rl_killed_after_first_checkpoint_resumes(tiny_model_dir, problems_file,
     steps = [h["step"] for h in history if "loss" in h]
     assert steps == [1, 2, 3, 4, 5, 6]  # continued from step 2, not restarted
     assert (out / "final" / "config.json").exists()
+    assert {p.name for p in (out / "plots").iterdir()} == {"reward_terms.png", "transitions_over_steps.png"}
+    # `srpo plot` draws runs side by side from their checkpoints
+    from typer.testing import CliRunner
+
+    from srpo.cli import app
+
+    result = CliRunner().invoke(app, ["plot", str(out), str(out), "--out", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plots" / "reward_terms.png").stat().st_size > 10_000
+    missing = CliRunner().invoke(app, ["plot", str(tmp_path / "nothing-here")])
+    assert missing.exit_code == 2 and "no checkpoint-*/trainer_state.json" in missing.output

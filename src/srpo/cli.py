@@ -99,6 +99,26 @@ def reflect(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help
     typer.echo((out / "summary.json").read_text())
 
 
+@app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., help="`srpo rl` output_dir(s); several are drawn side by side."),
+    out: Path = typer.Option(Path("plots"), help="Folder for the PNGs."),
+):
+    """Reward terms and reflection transitions over training steps, from the runs' newest checkpoints."""
+    from srpo.report import load_log_history, plot_training
+
+    names = [run.resolve().name for run in runs]
+    if len(set(names)) < len(names):  # the same folder name twice: tell them apart by path
+        names = [str(run) for run in runs]
+    try:
+        logs = {name: load_log_history(run) for name, run in zip(names, runs)}
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for path in plot_training(logs, out):
+        typer.echo(str(path))
+
+
 @app.command("build-tiny-model")
 def build_tiny_model_cmd(out: Path = typer.Argument(..., help="Directory for the checkpoint.")):
     """Build a tiny random Qwen2.5-VL (config, tokenizer, processor) offline."""

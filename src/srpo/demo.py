@@ -20,10 +20,10 @@ from srpo.format import render_response
 from srpo.models import TinyModelSpec, build_tiny_model
 from srpo.reflect.build import run_reflect
 from srpo.report import (
+    load_log_history,
     plot_accuracy_per_stage,
-    plot_reward_terms,
+    plot_training,
     plot_transitions,
-    plot_transitions_over_steps,
     reward_history,
     stage_table,
 )
@@ -166,17 +166,15 @@ def run_demo(cfg: DemoConfig) -> dict:
             )
         stages[name] = json.loads((eval_dir / "metrics.json").read_text())
 
-    histories = {name: reward_history(_trainer_state(out / name)) for name in rl_runs}
+    logs = {name: load_log_history(out / name) for name in rl_runs}
     plots = out / "plots"
-    plots.mkdir(exist_ok=True)
-    plot_reward_terms(histories, plots / "reward_terms.png")
-    plot_transitions_over_steps(histories, plots / "transitions_over_steps.png")
+    plot_training(logs, plots)
     plot_accuracy_per_stage(stages, plots / "accuracy_per_stage.png")
     plot_transitions(stages, plots / "transitions.png")
     metrics = {
         "stages": stages,
         "gain_stage2_over_base_points": round(100 * (stages["stage2"]["final_accuracy"] - stages["base"]["final_accuracy"]), 1),
-        "logged_reward_terms": sorted({k for h in histories.values() for k in h}),
+        "logged_reward_terms": sorted({k for log in logs.values() for k in reward_history(log)}),
         "timings_s": timings,
         "config": asdict(cfg),
     }
@@ -208,11 +206,6 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> RLStageConfig:
         seed=cfg.seed, lr_scheduler_type="constant", warmup_ratio=0.0,
         system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
     )
-
-
-def _trainer_state(run_dir: Path) -> Path:
-    checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return checkpoints[-1] / "trainer_state.json"
 
 
 def _report(cfg: DemoConfig, stages: dict, metrics: dict) -> str:

@@ -13,11 +13,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 from srpo.eval.metrics import TRANSITIONS  # noqa: E402
 
 
-def reward_history(trainer_state_path: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Per-step series of every logged reward term and transition rate from a TRL trainer_state.json."""
-    state = json.loads(Path(trainer_state_path).read_text())
+def load_log_history(run_dir: str | Path) -> list[dict]:
+    """The log history of a TRL run: `trainer_state.json` of the newest checkpoint in `run_dir` (TRL writes one with
+    every checkpoint), or `run_dir/trainer_state.json` itself."""
+    run_dir = Path(run_dir)
+    checkpoints = sorted(run_dir.glob("checkpoint-*/trainer_state.json"),
+                         key=lambda p: int(p.parent.name.split("-")[1]))
+    path = checkpoints[-1] if checkpoints else run_dir / "trainer_state.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: no checkpoint-*/trainer_state.json (is it a `srpo rl` output_dir?)")
+    return json.loads(path.read_text()).get("log_history", [])
+
+
+def reward_history(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """Per-step series of every logged reward term, transition rate and accuracy from a TRL log history."""
     series: dict[str, list[tuple[int, float]]] = {}
-    for entry in state.get("log_history", []):
+    for entry in log_history:
         step = entry.get("step")
         for key, value in entry.items():
             if key.startswith(("rewards/", "transitions/", "accuracy/", "filter/")) or key == "reward":
@@ -25,6 +36,15 @@ def reward_history(trainer_state_path: str | Path) -> dict[str, list[tuple[int, 
                     continue
                 series.setdefault(key, []).append((step, float(value)))
     return series
+
+
+def plot_training(histories: dict[str, list[dict]], out_dir: str | Path) -> list[Path]:
+    """Reward terms and transition rates over steps, one panel per run (`{name: log_history}`), as PNGs."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    series = {name: reward_history(log) for name, log in histories.items()}
+    return [plot_reward_terms(series, out_dir / "reward_terms.png"),
+            plot_transitions_over_steps(series, out_dir / "transitions_over_steps.png")]
 
 
 def plot_reward_terms(histories: dict[str, dict[str, list]], path: Path) -> Path:

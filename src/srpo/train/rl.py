@@ -188,6 +188,12 @@ def build_rl_trainer(cfg: RLStageConfig) -> SRPOGRPOTrainer:
 
 def run_rl(cfg: RLStageConfig) -> Path:
     """Train, resuming from the newest checkpoint in output_dir; returns the final model directory."""
+    from srpo.report import plot_training
+
     trainer = build_rl_trainer(cfg)
     trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
+    if trainer.is_world_process_zero():
+        output_dir = Path(cfg.output_dir)
+        plots = plot_training({output_dir.name: trainer.state.log_history}, output_dir / "plots")
+        logger.info("reward and transition plots: %s", ", ".join(str(p) for p in plots))
     return save_final(trainer, Path(cfg.output_dir) / "final")
