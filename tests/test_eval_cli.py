@@ -77,7 +77,7 @@ def test_score_argument_errors(tmp_path):
     assert res.exit_code != 0 and "--legacy-int applies to mathvista only" in res.output
     res = runner.invoke(app, ["eval", "score", "--benchmark", "nope", "--outputs", str(outputs), "--out",
                               str(tmp_path)])
-    assert res.exit_code != 0 and "no scorer for benchmark 'nope'" in str(res.exception)
+    assert res.exit_code == 2 and "error: no scorer for benchmark 'nope'" in res.output
     res = runner.invoke(app, ["eval", "score", "--benchmark", "mmmu_pro", "--outputs", str(tmp_path / "missing.jsonl")])
     assert res.exit_code != 0 and "does not exist" in res.output
 
@@ -88,4 +88,4 @@ def test_eval_group_help_and_required_options(tmp_path):
     res = runner.invoke(app, ["eval", "--model", "m", "--benchmark", "mathvision"])
     assert res.exit_code != 0 and "--model, --benchmark and --out are all required" in res.output
     res = runner.invoke(app, ["eval", "compare", str(tmp_path)])
-    assert res.exit_code != 0 and "is this an `srpo eval` run folder?" in str(res.exception)
+    assert res.exit_code == 2 and "error: " in res.output and "is this an `srpo eval` run folder?" in res.output

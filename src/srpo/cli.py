@@ -8,11 +8,26 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
+from srpo.errors import UserError
 from srpo.eval.cli import eval_app
 
+
+class _Commands(TyperGroup):
+    """Every command, `srpo eval ...` included: a `UserError` (bad config, data, path, endpoint) is printed in one line
+    with exit code 2; anything else keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(help="SRPO: reflection-aware RL for multimodal LLMs, on TRL.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=_Commands)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 app.add_typer(eval_app, name="eval")
 
@@ -88,14 +103,9 @@ def reflect(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help
     Rerun with the same --out to resume. See docs/teacher.md.
     """
     from srpo.config import ReflectConfig, load_config
-    from srpo.reflect.build import SettingsChanged, run_reflect
-    from srpo.reflect.endpoint import EndpointFatalError
+    from srpo.reflect.build import run_reflect
 
-    try:
-        out = run_reflect(load_config(ReflectConfig, config, ctx.args))
-    except (EndpointFatalError, SettingsChanged) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    out = run_reflect(load_config(ReflectConfig, config, ctx.args))
     typer.echo((out / "summary.json").read_text())
 
 
@@ -110,11 +120,7 @@ def plot(
     names = [run.resolve().name for run in runs]
     if len(set(names)) < len(names):  # the same folder name twice: tell them apart by path
         names = [str(run) for run in runs]
-    try:
-        logs = {name: load_log_history(run) for name, run in zip(names, runs)}
-    except FileNotFoundError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    logs = {name: load_log_history(run) for name, run in zip(names, runs)}
     for path in plot_training(logs, out):
         typer.echo(str(path))
 

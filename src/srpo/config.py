@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from srpo.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that cannot be used; the message names the key and its origin."""
 
 

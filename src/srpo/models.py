@@ -26,6 +26,8 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
+from srpo.errors import UserError
+
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -55,7 +57,7 @@ CHAT_TEMPLATE = (
 )
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """A model or processor path that cannot be used; the message says which and how to fix it."""
 
 

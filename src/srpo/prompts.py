@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from srpo.errors import InvalidValue
+
 REFLECTION_SYSTEM_PROMPT = (
     "You are a careful reasoner. Solve the problem step by step.\n"
     "1. Reason inside <think> </think> and give a first answer inside <answer> </answer> as $\\boxed{...}$ "
@@ -65,7 +67,7 @@ def system_prompt(name: str) -> str:
     try:
         return SYSTEM_PROMPTS[name]
     except KeyError:
-        raise ValueError(f"unknown system prompt '{name}'; choose one of {sorted(SYSTEM_PROMPTS)}") from None
+        raise InvalidValue(f"unknown system prompt '{name}'; choose one of {sorted(SYSTEM_PROMPTS)}") from None
 
 
 def problem_messages(question: str, n_images: int, system: str | None) -> list[dict[str, Any]]:

@@ -10,7 +10,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 
+from srpo.errors import UserError  # noqa: E402
 from srpo.eval.metrics import TRANSITIONS  # noqa: E402
+
+
+class RunNotFoundError(UserError, FileNotFoundError):
+    """A folder without a TRL log history."""
 
 
 def load_log_history(run_dir: str | Path) -> list[dict]:
@@ -21,7 +26,7 @@ def load_log_history(run_dir: str | Path) -> list[dict]:
                          key=lambda p: int(p.parent.name.split("-")[1]))
     path = checkpoints[-1] if checkpoints else run_dir / "trainer_state.json"
     if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no checkpoint-*/trainer_state.json (is it a `srpo rl` output_dir?)")
+        raise RunNotFoundError(f"{run_dir}: no checkpoint-*/trainer_state.json (is it a `srpo rl` output_dir?)")
     return json.loads(path.read_text()).get("log_history", [])
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from srpo.answers import is_correct
+from srpo.errors import InvalidValue
 from srpo.format import ParsedResponse, has_wellformed_reflection, is_five_block, is_single_round, parse_response
 
 __all__ = [
@@ -96,7 +97,7 @@ _MIN_TOTAL = {"paper": -0.25, "reference": 0.0, "grpo": 0.0}
 
 def _check_preset(preset: object) -> str:
     if preset not in PRESETS:
-        raise ValueError(f"unknown reward preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        raise InvalidValue(f"unknown reward preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     return preset  # type: ignore[return-value]
 
 

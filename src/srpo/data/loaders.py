@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from srpo.data.schema import ANSWER_TYPES, CHOICE_LETTERS, Problem, ProblemError, to_rgb
+from srpo.errors import InvalidValue, MissingPath, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ REASONS = (
 )
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A bad row or file. `where` is "file:line" (or "file:row N"), `field` the offending field, `reason` a REASONS key."""
 
     def __init__(self, where: str, field: str | None, reason: str, message: str):
@@ -83,7 +84,7 @@ def load_problems(
     path = Path(path)
     report = report if report is not None else LoadReport()
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        raise InvalidValue(f"limit must be >= 0 or None, got {limit}")
     problems: list[Problem] = []
     first_seen: dict[str, str] = {}
     for where, default_id, base_dir, row in _rows(path):
@@ -111,7 +112,7 @@ def load_problems(
 def _rows(path: Path) -> Iterator[tuple[str, str, Path, dict | DataError]]:
     """(where, default id, folder for relative image paths, raw row or a DataError for an unparsable row)."""
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder (expected a .jsonl, a .parquet or a datasets folder)")
+        raise MissingPath(f"{path}: no such file or folder (expected a .jsonl, a .parquet or a datasets folder)")
     if path.is_dir():
         yield from _dataset_rows(path)
     elif path.suffix == ".jsonl":
@@ -338,7 +339,7 @@ def save_problems(problems: list[Problem], path: str | Path) -> Path:
     """Write `problems` to a JSONL file, with images as PNGs under `images/<file stem>/` beside it; returns the path."""
     path = Path(path)
     if path.suffix != ".jsonl":
-        raise ValueError(f"{path}: save_problems writes JSONL; give a path ending in .jsonl")
+        raise InvalidValue(f"{path}: save_problems writes JSONL; give a path ending in .jsonl")
     image_dir = path.parent / "images" / path.stem
     image_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from srpo.errors import UserError
+
 ANSWER_TYPES = ("multiple_choice", "integer", "float", "free_form")
 CHOICE_LETTERS = string.ascii_uppercase
 
@@ -19,7 +21,7 @@ def question_with_choices(question: str, choices: list[str] | None) -> str:
     return f"{question}\nChoices:\n{options}"
 
 
-class ProblemError(ValueError):
+class ProblemError(UserError, ValueError):
     """A `Problem` was built with an invalid field; the message names the field and the problem id."""
 
 

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from srpo.data.loaders import save_problems
 from srpo.data.schema import CHOICE_LETTERS, Problem
+from srpo.errors import InvalidValue
 
 FAMILIES = ("count_shapes", "color_sum", "bar_chart", "compare_lengths", "shape_color")
 DIFFICULTIES = (1, 2, 3)
@@ -60,13 +61,13 @@ def generate_problems(
     difficulties = (difficulty,) if isinstance(difficulty, int) else tuple(difficulty)
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"families must be a non-empty subset of {FAMILIES}; unknown: {unknown}")
+        raise InvalidValue(f"families must be a non-empty subset of {FAMILIES}; unknown: {unknown}")
     if not difficulties or any(d not in LEVELS for d in difficulties):
-        raise ValueError(f"difficulty must be one of {LEVELS} or a non-empty list of them, got {difficulty!r}")
+        raise InvalidValue(f"difficulty must be one of {LEVELS} or a non-empty list of them, got {difficulty!r}")
     if image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE} px so text and shapes stay legible, got {image_size}")
+        raise InvalidValue(f"image_size must be >= {MIN_IMAGE_SIZE} px so text and shapes stay legible, got {image_size}")
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InvalidValue(f"n must be >= 0, got {n}")
     problems = []
     for index in range(n):
         family = families[index % len(families)]

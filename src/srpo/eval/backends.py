@@ -8,6 +8,7 @@ import importlib.util
 import re
 from collections.abc import Callable, Sequence
 
+from srpo.errors import InvalidValue, NotAvailable
 from srpo.eval.endpoint import chat_messages, generate_openai, is_url
 
 BACKENDS = ("auto", "local", "openai", "vllm")
@@ -17,10 +18,10 @@ OnResult = Callable[[object, str, "int | None"], None]
 def pick_backend(model: str, backend: str = "auto") -> str:
     """auto: an http(s) URL -> openai; else vllm when it is installed and a GPU is visible; else local."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+        raise InvalidValue(f"unknown backend {backend!r}; use one of {BACKENDS}")
     if backend != "auto":
         if backend == "openai" and not is_url(model):
-            raise ValueError(f"--backend openai needs --model to be the server's base URL (http://host:port/v1), "
+            raise InvalidValue(f"--backend openai needs --model to be the server's base URL (http://host:port/v1), "
                              f"got {model!r}")
         return backend
     if is_url(model):
@@ -101,10 +102,10 @@ def generate(backend: str, model: str, items: Sequence, system: str | None, *, m
                         on_result=on_result, progress=progress)
     elif backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
-            raise RuntimeError("--backend vllm: vLLM is not installed (pip install vllm, on a GPU machine)")
+            raise NotAvailable("--backend vllm: vLLM is not installed (pip install vllm, on a GPU machine)")
         generate_vllm(model, items, system, max_new_tokens=max_new_tokens, on_result=on_result)
     else:
-        raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS[1:]}")
+        raise InvalidValue(f"unknown backend {backend!r}; use one of {BACKENDS[1:]}")
 
 
 _WORDS = re.compile(r"\w+|[^\w\s]")

@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from srpo.data.schema import to_rgb
+from srpo.errors import InvalidValue, MissingPath, UserError
 from srpo.eval.scoring.common import letters, load_records, shared_dir
 
 ImageSource = Any  # a Path, a PIL image, raw bytes or a datasets {"bytes", "path"} dict
@@ -62,7 +63,7 @@ class Benchmark:
     scorer: str | None  # scorer registry name; None: srpo's own answer check (srpo.answers)
 
 
-class MissingImagesError(FileNotFoundError):
+class MissingImagesError(UserError, FileNotFoundError):
     """Images that are not where they were expected; one error for the whole benchmark."""
 
     def __init__(self, benchmark: str, missing: list[str], n_items: int, total: int, expected: str, hint: str = ""):
@@ -208,7 +209,7 @@ def _official_rows(name: str, split: str, path: Path) -> tuple[list[dict], Path]
     """(rows, the folder the rows' image paths are relative to) of an official data file; MathVista gets its
     official prompts from query.json beside the file, the MathVerse visualizer sample its testmini answers."""
     if name == "mathverse" and split == "testmini" and not path.exists():
-        raise FileNotFoundError(
+        raise MissingPath(
             f"mathverse: {path} not found. The official testmini.json (3940 rows) and its images come from the "
             "Hugging Face hub (AI4Math/MathVerse): put them there, or use --data hf; offline, --split "
             "visualizer_sample (726 items with images) and --split testmini_text_only (788 items, no images) exist.")
@@ -235,7 +236,7 @@ def _official_rows(name: str, split: str, path: Path) -> tuple[list[dict], Path]
 
 def _need(path: Path, name: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{name}: data file {path} not found (pass --data with the benchmark's official "
+        raise MissingPath(f"{name}: data file {path} not found (pass --data with the benchmark's official "
                                 "folder or file, or --data hf to load it with datasets)")
     return path
 
@@ -292,12 +293,12 @@ def canonical(name: str, split: str | None) -> tuple[str, str]:
         key, split = key.split(":", 1)
     key = NAME_ALIASES.get(key, key)
     if key not in SPECS:
-        raise ValueError(f"unknown benchmark {name!r}: use one of {sorted(SPECS)} or a JSONL/Parquet/datasets path "
+        raise InvalidValue(f"unknown benchmark {name!r}: use one of {sorted(SPECS)} or a JSONL/Parquet/datasets path "
                          "in the srpo problem schema")
     spec = SPECS[key]
     split = SPLIT_ALIASES.get((split or spec.default).lower(), (split or spec.default).lower())
     if split not in spec.splits:
-        raise ValueError(f"{key}: unknown split {split!r}; use one of {list(spec.splits)}")
+        raise InvalidValue(f"{key}: unknown split {split!r}; use one of {list(spec.splits)}")
     return key, split
 
 

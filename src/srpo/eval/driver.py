@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srpo.errors import InvalidValue
 from srpo.eval import problems as problem_scorer
 from srpo.eval.backends import generate, pick_backend, token_counter
 from srpo.eval.benchmarks import Benchmark, load_benchmark
@@ -154,7 +155,7 @@ def _load_responses(out: Path, gen: dict, overwrite: bool) -> dict[str, dict]:
         diff = [k for k in GENERATION_KEYS if old.get(k) != gen.get(k)]
         if diff:
             changes = ", ".join(f"{k}: {old.get(k)!r} -> {gen.get(k)!r}" for k in diff)
-            raise ValueError(f"{out} holds responses of a different run ({changes}); use another --out or "
+            raise InvalidValue(f"{out} holds responses of a different run ({changes}); use another --out or "
                              "--overwrite")
     done = {}
     for line in cache.read_text(encoding="utf-8").splitlines():
@@ -198,7 +199,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     t0 = time.time()
     bench = load_benchmark(cfg.benchmark, split=cfg.split, data=cfg.data, images=cfg.images, limit=cfg.limit)
     if not bench.items:
-        raise ValueError(f"{bench.source}: no items to evaluate")
+        raise InvalidValue(f"{bench.source}: no items to evaluate")
     backend = pick_backend(cfg.model, cfg.backend)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

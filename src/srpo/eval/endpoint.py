@@ -9,6 +9,7 @@ import base64
 import logging
 from collections.abc import Callable, Sequence
 
+from srpo.errors import NotAvailable
 from srpo.reflect.endpoint import ChatEndpoint, RequestFailed, RetryPolicy, is_url, redact_url
 
 __all__ = ["chat_messages", "chat_once", "endpoint", "generate_openai", "is_url"]
@@ -77,7 +78,7 @@ def generate_openai(items: Sequence, system: str | None, *, base_url: str, model
                 try:
                     result = await client.complete(messages, max_tokens=max_new_tokens, temperature=0.0)
                 except RequestFailed as exc:
-                    raise RuntimeError(f"{redact_url(base_url)}: request for item {item.id!r} failed: {exc.reason}"
+                    raise NotAvailable(f"{redact_url(base_url)}: request for item {item.id!r} failed: {exc.reason}"
                                        ) from None
                 out[item.id] = result.value
                 if on_result is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from srpo.errors import InvalidValue, NotAvailable
 from srpo.eval.endpoint import chat_once
 from srpo.reflect.endpoint import EndpointFatalError, RequestFailed
 
@@ -38,7 +39,7 @@ class OpenAIJudge:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 256,
                  timeout: float = 120.0, max_retries: int = 5):
         if not model:
-            raise ValueError("OpenAIJudge: a model name is required (e.g. gpt-4o-2024-11-20)")
+            raise InvalidValue("OpenAIJudge: a model name is required (e.g. gpt-4o-2024-11-20)")
         self.base_url, self.model, self.max_tokens = base_url, model, max_tokens
         self._request = {"api_key_env": api_key_env, "timeout": timeout, "max_retries": max_retries}
         self._cache: dict[str, str] = {}
@@ -53,7 +54,7 @@ class OpenAIJudge:
             text = chat_once(self.base_url, self.model, [{"role": "user", "content": prompt}],
                              max_tokens=self.max_tokens, **self._request)
         except (RequestFailed, EndpointFatalError) as exc:
-            raise RuntimeError(f"judge {self.model} at {self.base_url} failed: {exc}") from None
+            raise NotAvailable(f"judge {self.model} at {self.base_url} failed: {exc}") from None
         with self._lock:
             self.calls += 1
             self._cache[prompt] = text

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from srpo.errors import MissingPath
+
 MAX_BARS = 40  # categories with more values show the 40 largest in the chart (the table has all)
 
 REFLECTION_COLUMNS = [
@@ -103,7 +105,7 @@ def load_run(run_dir: str | Path) -> dict:
     d = Path(run_dir)
     for name in ("run.json", "metrics.json"):
         if not (d / name).exists():
-            raise FileNotFoundError(f"{d}: no {name}; is this an `srpo eval` run folder?")
+            raise MissingPath(f"{d}: no {name}; is this an `srpo eval` run folder?")
     return {"dir": d, "run": json.loads((d / "run.json").read_text()),
             "metrics": json.loads((d / "metrics.json").read_text())}
 

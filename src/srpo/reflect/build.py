@@ -29,6 +29,7 @@ from typing import Any
 from srpo.answers import is_correct
 from srpo.config import ReflectConfig
 from srpo.data import Problem, load_problems, problems_to_dataset
+from srpo.errors import InvalidValue, UserError
 from srpo.format import parse_response, render_response, render_sft_target
 from srpo.prompts import system_prompt
 from srpo.reflect.endpoint import is_url, redact_url
@@ -42,7 +43,7 @@ REFLECTIONS_FILE = "reflections.jsonl"
 SETTINGS_FILE = "settings.json"
 
 
-class SettingsChanged(ValueError):
+class SettingsChanged(UserError, ValueError):
     """A store in the output dir was made with other settings than this run's."""
 
 
@@ -54,7 +55,7 @@ def make_teacher(name: str, cfg: ReflectConfig | None = None) -> Teacher:
         from srpo.reflect.remote import EndpointTeacher
 
         return EndpointTeacher(replace(cfg or ReflectConfig(), teacher=name))
-    raise ValueError(f"unknown teacher '{name}': use 'oracle' or the http(s) URL of an OpenAI-compatible server")
+    raise InvalidValue(f"unknown teacher '{name}': use 'oracle' or the http(s) URL of an OpenAI-compatible server")
 
 
 def parse_attempt(problem: Problem, response: str) -> Attempt | None:
@@ -136,7 +137,7 @@ def render_target(attempt: Attempt, reflection_text: str, revised: str | None, g
         return render_sft_target(attempt.reasoning, attempt.answer, reflection_text, final)
     if shape == "five_block":
         return render_response(attempt.reasoning, attempt.answer, reflection_text, revised or attempt.reasoning, final)
-    raise ValueError(f"target_shape must be 'sft' or 'five_block', got '{shape}'")
+    raise InvalidValue(f"target_shape must be 'sft' or 'five_block', got '{shape}'")
 
 
 def _image_digest(problem: Problem) -> str:
@@ -398,7 +399,7 @@ def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
     summary["config"] = _public_config(cfg)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if not rows:
-        raise ValueError(f"no example survived filtering ({dict(dropped)}): check the policy's attempts in {out}")
+        raise InvalidValue(f"no example survived filtering ({dict(dropped)}): check the policy's attempts in {out}")
 
     ds = problems_to_dataset([p for p, *_ in rows])
     ds = ds.add_column("target", [t for *_, t in rows])

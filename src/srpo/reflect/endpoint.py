@@ -29,13 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from srpo.errors import InvalidValue, UserError
+
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429}
 FATAL_STATUS = {401, 403, 404}
 
 
-class EndpointFatalError(RuntimeError):
+class EndpointFatalError(UserError, RuntimeError):
     """The endpoint refuses every request (bad key, URL or model, or down for good): the run stops."""
 
 
@@ -236,7 +238,7 @@ class ChatEndpoint:
         abort_after_failures: int = 50,
     ) -> None:
         if not is_url(base_url):
-            raise ValueError(f"endpoint URL must start with http:// or https://, got {base_url!r}")
+            raise InvalidValue(f"endpoint URL must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from srpo.config import ReflectConfig
 from srpo.data import Problem
+from srpo.errors import InvalidValue, MissingPath
 from srpo.prompts import TEACHER_PROMPT_TEMPLATE, system_prompt
 from srpo.reflect.endpoint import (
     ChatEndpoint,
@@ -42,7 +43,7 @@ def load_teacher_template(path: str | None) -> str:
         return TEACHER_PROMPT_TEMPLATE
     file = Path(path)
     if not file.exists():
-        raise FileNotFoundError(f"teacher_prompt: template file {file} not found")
+        raise MissingPath(f"teacher_prompt: template file {file} not found")
     template = file.read_text(encoding="utf-8")
     check_template(template, str(file))
     return template
@@ -52,10 +53,10 @@ def check_template(template: str, where: str = "teacher prompt") -> None:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise ValueError(f"{where}: not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
+        raise InvalidValue(f"{where}: not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
     unknown = {n for n in names if n not in TEMPLATE_FIELDS}
     if unknown:
-        raise ValueError(f"{where}: unknown placeholder(s) {sorted(unknown)}; use {sorted(TEMPLATE_FIELDS)}")
+        raise InvalidValue(f"{where}: unknown placeholder(s) {sorted(unknown)}; use {sorted(TEMPLATE_FIELDS)}")
     if "reference_answer" not in names or "reasoning" not in names:
         logger.warning("%s: the template has no {reasoning} or {reference_answer}; SPEC §2 gives the teacher both",
                        where)

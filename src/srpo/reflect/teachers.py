@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from srpo.data import Problem
+from srpo.errors import InvalidValue
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class OracleTeacher:
 
     def reflect(self, problem: Problem, attempt: Attempt) -> Reflection:
         if not problem.solution:
-            raise ValueError(f"problem {problem.id}: the oracle teacher needs a worked solution (field 'solution')")
+            raise InvalidValue(f"problem {problem.id}: the oracle teacher needs a worked solution (field 'solution')")
         steps = _without_conclusion(problem.solution)
         if attempt.correct:
             text = (

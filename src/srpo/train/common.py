@@ -14,6 +14,7 @@ from transformers import AutoModelForImageTextToText
 from transformers.trainer_utils import get_last_checkpoint
 
 from srpo.config import ModelOptions
+from srpo.errors import InvalidValue, MissingDependency, NotAvailable
 from srpo.models import load_policy, load_processor
 
 logger = logging.getLogger(__name__)
@@ -26,13 +27,13 @@ def check_dependencies(options: ModelOptions) -> None:
     """Fail before loading anything when an option needs a package or a GPU that is not there."""
     if options.load_in_4bit:
         if not options.lora:
-            raise ValueError("load_in_4bit: true is QLoRA: LoRA adapters on a frozen 4-bit base; set lora: true")
+            raise InvalidValue("load_in_4bit: true is QLoRA: LoRA adapters on a frozen 4-bit base; set lora: true")
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ImportError("load_in_4bit: true needs bitsandbytes: `pip install bitsandbytes` (CUDA machines only)")
+            raise MissingDependency("load_in_4bit: true needs bitsandbytes: `pip install bitsandbytes` (CUDA machines only)")
         if not torch.cuda.is_available():
-            raise RuntimeError("load_in_4bit: true needs a CUDA GPU (bitsandbytes); set load_in_4bit: false on CPU")
+            raise NotAvailable("load_in_4bit: true needs a CUDA GPU (bitsandbytes); set load_in_4bit: false on CPU")
     if options.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
-        raise ImportError("use_liger_kernel: true needs Liger: `pip install liger-kernel` (Triton, CUDA machines only)")
+        raise MissingDependency("use_liger_kernel: true needs Liger: `pip install liger-kernel` (Triton, CUDA machines only)")
 
 
 def model_load_kwargs(options: ModelOptions) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def freeze_vision_tower(model) -> int:
     """Freeze the vision encoder and its merger (the projector); returns how many parameters were frozen."""
     visual = getattr(model, "visual", None) or getattr(getattr(model, "model", None), "visual", None)
     if visual is None:
-        raise ValueError(f"{type(model).__name__} has no vision tower ('visual') to freeze; set freeze_vision: false")
+        raise InvalidValue(f"{type(model).__name__} has no vision tower ('visual') to freeze; set freeze_vision: false")
     frozen = 0
     for param in visual.parameters():
         param.requires_grad_(False)

@@ -12,6 +12,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from srpo.config import RLStageConfig
 from srpo.data import load_problems, problems_to_dataset, question_with_choices
+from srpo.errors import InvalidValue, MissingDependency, UserError
 from srpo.prompts import problem_messages, system_prompt
 from srpo.rewards import PRESETS, completion_text, reward_functions, reward_weights, score_response
 from srpo.train.common import (
@@ -25,7 +26,7 @@ from srpo.train.common import (
 logger = logging.getLogger(__name__)
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(UserError, ValueError):
     """A prompt (question + image tokens) longer than max_prompt_length: GRPO would not truncate it."""
 
 
@@ -102,16 +103,16 @@ VLLM_MODES = ("colocate", "server")
 def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:
     """TRL's GRPOConfig from ours. world_size defaults to $WORLD_SIZE (set by `accelerate launch`), else 1."""
     if cfg.preset not in PRESETS:
-        raise ValueError(f"preset '{cfg.preset}' is unknown; choose one of {PRESETS}")
+        raise InvalidValue(f"preset '{cfg.preset}' is unknown; choose one of {PRESETS}")
     if cfg.vllm_mode not in VLLM_MODES:
-        raise ValueError(f"vllm_mode '{cfg.vllm_mode}' is unknown; choose one of {VLLM_MODES}")
+        raise InvalidValue(f"vllm_mode '{cfg.vllm_mode}' is unknown; choose one of {VLLM_MODES}")
     if cfg.use_vllm and cfg.load_in_4bit:
-        raise ValueError("use_vllm: true cannot load the 4-bit (QLoRA) policy's weights; set one of them to false")
+        raise InvalidValue("use_vllm: true cannot load the 4-bit (QLoRA) policy's weights; set one of them to false")
     world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     completions_per_step = cfg.prompts_per_step * cfg.num_generations
     per_micro_step = cfg.per_device_train_batch_size * world_size
     if completions_per_step % per_micro_step:
-        raise ValueError(
+        raise InvalidValue(
             f"prompts_per_step x num_generations = {completions_per_step} must be a multiple of "
             f"per_device_train_batch_size x world size = {per_micro_step}"
         )
@@ -157,7 +158,7 @@ def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:
 
 def check_vllm(cfg: RLStageConfig) -> None:
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ImportError(
+        raise MissingDependency(
             f"use_vllm: true (vllm_mode: {cfg.vllm_mode}) needs vLLM in the training environment, in server mode "
             "too (weights are sent to the server over NCCL): `pip install srpo[vllm]` on a CUDA machine, "
             "or set use_vllm: false to generate with transformers"

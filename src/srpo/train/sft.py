@@ -14,6 +14,7 @@ from trl import SFTConfig, SFTTrainer
 
 from srpo.config import SFTStageConfig
 from srpo.data import question_with_choices
+from srpo.errors import InvalidValue, MissingPath
 from srpo.prompts import system_prompt
 from srpo.train.common import (
     last_checkpoint,
@@ -34,11 +35,11 @@ def load_sft_dataset(path: str | Path, system: str | None) -> datasets.Dataset:
     if (path / "dataset").is_dir():
         path = path / "dataset"
     if not path.exists():
-        raise FileNotFoundError(f"SFT dataset {path} not found: run `srpo reflect` first or point `dataset` at one")
+        raise MissingPath(f"SFT dataset {path} not found: run `srpo reflect` first or point `dataset` at one")
     ds = datasets.load_from_disk(str(path))
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if missing:
-        raise ValueError(f"SFT dataset {path}: missing column(s) {missing}; it has {ds.column_names}")
+        raise InvalidValue(f"SFT dataset {path}: missing column(s) {missing}; it has {ds.column_names}")
     return ds.map(
         lambda row: to_prompt_completion(row, system),
         remove_columns=[c for c in ds.column_names if c != "images"],

@@ -15,7 +15,16 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+from srpo.errors import UserError
 from srpo.eval.scoring.common import MODES, Judge, ScoreResult
+
+
+class UnknownBenchmark(UserError, KeyError):
+    """A benchmark name with no official scorer."""
+
+    def __str__(self) -> str:  # the message itself, not KeyError's quoted repr
+        return str(self.args[0])
+
 
 SCORERS: dict[str, str] = {
     "mathvista": "srpo.eval.scoring.mathvista",
@@ -32,7 +41,7 @@ def get_scorer(benchmark: str) -> ModuleType:
     key = benchmark.lower().strip()
     key = _ALIASES.get(key, key)
     if key not in SCORERS:
-        raise KeyError(f"no scorer for benchmark {benchmark!r}; known: {sorted(SCORERS)}")
+        raise UnknownBenchmark(f"no scorer for benchmark {benchmark!r}; known: {sorted(SCORERS)}")
     return importlib.import_module(SCORERS[key])
 
 

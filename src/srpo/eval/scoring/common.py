@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srpo.errors import InvalidValue
+
 MODES = ("official", "srpo_compat")
 SHARED_ENV = "SRPO_SHARED_DIR"
 
@@ -29,7 +31,7 @@ def shared_dir() -> Path:
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"unknown scoring mode {mode!r}; expected one of {MODES}")
+        raise InvalidValue(f"unknown scoring mode {mode!r}; expected one of {MODES}")
     return mode
 
 
