@@ -10,23 +10,20 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from srpo.errors import UserError  # noqa: E402
+from srpo.errors import MissingPath  # noqa: E402
 from srpo.eval.metrics import TRANSITIONS  # noqa: E402
-
-
-class RunNotFoundError(UserError, FileNotFoundError):
-    """A folder without a TRL log history."""
 
 
 def load_log_history(run_dir: str | Path) -> list[dict]:
     """The log history of a TRL run: `trainer_state.json` of the newest checkpoint in `run_dir` (TRL writes one with
     every checkpoint), or `run_dir/trainer_state.json` itself."""
+    from transformers.trainer_utils import get_last_checkpoint
+
     run_dir = Path(run_dir)
-    checkpoints = sorted(run_dir.glob("checkpoint-*/trainer_state.json"),
-                         key=lambda p: int(p.parent.name.split("-")[1]))
-    path = checkpoints[-1] if checkpoints else run_dir / "trainer_state.json"
+    newest = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    path = Path(newest or run_dir) / "trainer_state.json"
     if not path.exists():
-        raise RunNotFoundError(f"{run_dir}: no checkpoint-*/trainer_state.json (is it a `srpo rl` output_dir?)")
+        raise MissingPath(f"{run_dir}: no checkpoint-*/trainer_state.json (is it a `srpo rl` output_dir?)")
     return json.loads(path.read_text()).get("log_history", [])
 
 
