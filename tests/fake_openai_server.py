@@ -13,12 +13,14 @@ Replies are scripted from the request (no model):
 
 Faults are scripted per key ``"<kind>:<id>"`` (kind ``policy`` or ``teacher``) as a list consumed one per request
 (the last entry repeats): ``ok``, ``429`` (with ``Retry-After``), ``500``, ``503``, ``400``, ``401``,
-``malformed_json`` (HTTP 200, body not JSON), ``not_json`` (reply content is prose), ``no_reflection``,
+``malformed_json`` (HTTP 200, body not JSON), ``echo_auth`` (400 quoting the request's Authorization header, as a
+careless proxy does), ``not_json`` (reply content is prose), ``no_reflection``,
 ``empty_reflection``, ``fenced`` (reply JSON inside a ```json code fence and prose), ``drop`` (connection closed
 without a reply), ``hang`` (no reply for 30 s, for client timeouts), ``latency=S`` (extra delay, then ok).
 A key ``"*"`` applies to every request without its own script.
 
-Every request is logged (kind, id, fault, model, whether the key matched, request path and a few headers) in memory and, when
+Every request is logged (kind, id, fault, model, whether the key or the ``basic_auth`` user and password matched, the
+auth scheme, request path and a few headers) in memory and, when
 ``log_path`` is given, as JSON lines (so a test can read the log of a server running in another process).
 
 Run on its own: ``python tests/fake_openai_server.py --port 0 --latency 0.2 --port-file PORT_FILE``.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import re
 import threading
@@ -48,6 +51,7 @@ class FakeOpenAIServer:
         faults: dict[str, list[str]] | None = None,
         retry_after: str = "0.05",
         api_key: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
         log_path: str | Path | None = None,
         keep_text: bool = False,
         models: tuple[str, ...] = ("fake",),
@@ -59,6 +63,7 @@ class FakeOpenAIServer:
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.retry_after = retry_after
         self.api_key = api_key
+        self.basic_auth = basic_auth  # (user, password) that HTTP Basic auth must carry instead of the key
         self.log_path = Path(log_path) if log_path else None
         self.keep_text = keep_text  # log each request's prompt text too
         self.models = list(models)  # what GET /v1/models lists
@@ -209,7 +214,11 @@ class FakeOpenAIServer:
         m = ID_TAG.search(text)
         item, say = (m.group(1), m.group(2)) if m else ("?", None)
         key = f"{kind}:{item}"
-        authorized = self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
+        if self.basic_auth:
+            expected = "Basic " + base64.b64encode(":".join(self.basic_auth).encode("utf-8")).decode("ascii")
+        else:
+            expected = None if self.api_key is None else f"Bearer {self.api_key}"
+        authorized = expected is None or headers.get("authorization") == expected
         with self._lock:
             script = self.faults.get(key, self.faults.get("*", ["ok"]))
             n = self._seen[key]
@@ -218,7 +227,8 @@ class FakeOpenAIServer:
             if not authorized:
                 fault = "401"
             record = {"kind": kind, "id": item, "n": n, "fault": fault, "model": request.get("model"),
-                      "authorized": authorized, "path": path, "user_agent": headers.get("user-agent"),
+                      "authorized": authorized, "auth_scheme": headers.get("authorization", "").partition(" ")[0],
+                      "path": path, "user_agent": headers.get("user-agent"),
                       "proxy_authorization": headers.get("proxy-authorization"),
                       "images": _count_images(request), "t": time.time(),
                       "response_format": request.get("response_format"),
@@ -240,6 +250,9 @@ class FakeOpenAIServer:
             status = int(fault)
             extra = {"Retry-After": self.retry_after} if status == 429 else {}
             return status, extra, json.dumps({"error": {"message": f"injected {status}", "code": status}}).encode(), delay, ""
+        if fault == "echo_auth":
+            message = f"bad request; you sent Authorization: {headers.get('authorization')}"
+            return 400, {}, json.dumps({"error": {"message": message}}).encode(), delay, ""
         if fault == "malformed_json":
             return 200, {}, b'{"id": "x", "choices": [ {"message": ', delay, ""
         if kind == "policy":

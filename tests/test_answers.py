@@ -220,3 +220,100 @@ GOLDS = ["5", "0.5", "\\frac{1}{2}", "B", "42", "x", "east", "-3"]
 @given(texts, st.sampled_from(GOLDS) | latexish, st.none() | st.lists(st.sampled_from(["1", "2", "45", "x"]), max_size=4))
 def test_is_correct_never_raises(pred, gold, choices):
     assert is_correct(pred, gold, choices=choices, timeout=1) in (True, False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# unicode math: written as LaTeX before checking (every use but the `reference` reward preset)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, latex",
+    [
+        ("½", "\\frac{1}{2}"),
+        ("⅔", "\\frac{2}{3}"),
+        ("1½", "\\frac{3}{2}"),  # a mixed number adds
+        ("2 ¾", "\\frac{11}{4}"),
+        ("-1½", "-\\frac{3}{2}"),
+        ("¹⁄₂", "\\frac{1}{2}"),
+        ("1⁄2", "1/2"),
+        ("√2", "\\sqrt{2}"),
+        ("2√3", "2\\sqrt{3}"),
+        ("√(x+1)", "\\sqrt{x+1}"),
+        ("√{x+1}", "\\sqrt{x+1}"),
+        ("√(√(16))", "\\sqrt{\\sqrt{16}}"),
+        ("√ 2.5", "\\sqrt{2.5}"),
+        ("√π", "\\sqrt{\\pi}"),
+        ("∛8", "\\sqrt[3]{8}"),
+        ("√", "√"),  # nothing to take the root of: left alone
+        ("x²", "x^{2}"),
+        ("x⁻¹", "x^{-1}"),
+        ("10¹²", "10^{12}"),
+        ("x₁₂", "x_{12}"),
+        ("πr²", "\\pi r^{2}"),  # not the unknown command \pir
+        ("3×10⁵", "3\\times10^{5}"),
+        ("6÷2", "6\\div2"),
+        ("−5", "-5"),
+        ("x ≤ 3", "x \\le 3"),
+        ("x ≥ 3", "x \\ge 3"),
+        ("x ≠ 2", "x \\neq 2"),
+        ("45°", "45^{\\circ}"),
+        ("(-∞, 2]", "(-\\infty, 2]"),
+        ("\\frac{1}{2} and x^2", "\\frac{1}{2} and x^2"),  # no unicode math: unchanged
+    ],
+)
+def test_unicode_to_latex(text, latex):
+    assert answers.unicode_to_latex(text) == latex
+
+
+# (prediction, gold, what the check said before unicode normalisation: kept for the `reference` preset)
+UNICODE_PAIRS = [
+    ("½", "1/2", False),
+    ("½", "\\frac{1}{2}", False),
+    ("1½", "1.5", False),
+    ("¾", "0.75", False),
+    ("¹⁄₂", "0.5", False),
+    ("1⁄2", "0.5", False),
+    ("√2", "\\sqrt{2}", False),
+    ("2√3", "\\sqrt{12}", False),
+    ("√(x+1)", "\\sqrt{x+1}", False),
+    ("∛8", "2", False),
+    ("x²", "x^2", False),
+    ("x²+1", "x^2+1", False),
+    ("x⁻¹", "\\frac{1}{x}", False),
+    ("10⁻³", "0.001", False),
+    ("x₁", "x_1", False),
+    ("πr²", "\\pi r^2", False),
+    ("3×10⁵", "300000", False),
+    ("(-∞, 2]", "(-\\infty, 2]", False),
+    ("2π", "2\\pi", True),
+    ("6÷2", "3", True),
+    ("−5", "-5", True),
+    ("x ≤ 3", "x \\le 3", True),
+    ("x ≠ 2", "x \\neq 2", True),
+    ("45°", "45", True),
+]
+
+
+@pytest.mark.parametrize("pred, gold, before", UNICODE_PAIRS)
+def test_unicode_math_equals_its_latex(pred, gold, before):
+    assert is_correct(pred, gold) is True
+    assert is_correct(f"$\\boxed{{{gold}}}$", pred) is True  # either side may be the unicode one
+    assert is_correct(pred, gold, unicode_math=False) is before
+
+
+@pytest.mark.parametrize("pred, gold", [("½", "1/3"), ("√3", "\\sqrt{2}"), ("x³", "x^2"), ("1½", "\\frac{1}{2}")])
+def test_unicode_math_still_tells_different_answers_apart(pred, gold):
+    assert is_correct(pred, gold) is False
+
+
+def test_unicode_choices():
+    assert is_correct("0.5", "B", choices=["¼", "½", "¾"]) is True
+    assert is_correct("½", "C", choices=["0.25", "0.5", "0.75"]) is False
+
+
+def test_unicode_normalisation_is_linear_time():
+    junk = "√(" * 20000 + "²" * 20000 + "½" * 20000 + "1 " * 20000 + "¹" * 20000 + "⁄" + "(√" * 20000 + ")" * 20000
+    t = time.perf_counter()
+    answers.unicode_to_latex(junk)
+    assert time.perf_counter() - t < 1.0

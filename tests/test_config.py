@@ -49,25 +49,3 @@ def test_broken_yaml_and_missing_file(tmp_path):
 
 def test_parse_overrides_reads_yaml_scalars():
     assert parse_overrides(["--a", "1", "--b=true", "--c", "x", "--flag"]) == {"a": 1, "b": True, "c": "x", "flag": True}
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["rl", "--config", "{yaml}"], "rl.yaml: unknown key 'http_backend' for RLStageConfig"),
-        (["reflect", "--problems", "{missing}", "--out", "{out}"], "no such file or folder"),
-        (["synth", "{out}", "--n-train", "-1"], "n must be >= 0, got -1"),
-        (["eval", "score", "--benchmark", "nope", "--outputs", "{yaml}"], "no scorer for benchmark 'nope'"),
-    ],
-)
-def test_cli_reports_user_errors_in_one_line(tmp_path, args, message):
-    from typer.testing import CliRunner
-
-    from srpo.cli import app
-
-    yaml_file = tmp_path / "rl.yaml"
-    yaml_file.write_text("model: m\nhttp_backend: aiohttp\n")
-    paths = {"yaml": yaml_file, "missing": tmp_path / "missing.jsonl", "out": tmp_path / "out"}
-    result = CliRunner().invoke(app, [a.format(**paths) for a in args])
-    assert result.exit_code == 2, result.output
-    assert "error: " in result.output and message in result.output and "Traceback" not in result.output

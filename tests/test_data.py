@@ -270,3 +270,115 @@ def test_unknown_inputs_are_rejected_clearly(tmp_path):
         load_problems(tmp_path)
     with pytest.raises(ValueError, match=r"\.jsonl"):
         save_problems(_problems(), tmp_path / "out.json")
+
+
+def test_bad_bytes_and_values_on_a_line_name_the_line(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    lines = [
+        "\ufeff".encode() + json.dumps(GOOD).encode(),  # a byte-order mark on line 1 is accepted
+        json.dumps({"id": "caf\u00e9", "question": "Q?", "answer": "2"}, ensure_ascii=False).encode(),
+        '{"question": "Gr\u00fc\u00dfe?", "answer": "1"}'.encode("latin-1"),
+        json.dumps([GOOD]).encode(),
+        json.dumps("just text").encode(),
+        b"[" * 100_000,
+        json.dumps({"id": "nul", "question": "Q?", "answer": "1", "images": ["img\u0000.png"]}).encode(),
+        json.dumps({"id": "long", "question": "Q?", "answer": "1", "image": "x" * 5000 + ".png"}).encode(),
+    ]
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    expected = [
+        (3, None, "invalid_encoding", "not UTF-8 text (byte 17 of the line is 0xfc); save the file as UTF-8"),
+        (4, None, "invalid_row", "is a JSON array, not an object"),
+        (5, None, "invalid_row", "is a JSON string, not an object"),
+        (6, None, "invalid_json", "nested too deeply"),
+        (7, "images[0]", "invalid_field", "contains a NUL byte (\\x00) at position 3; fix the path"),
+        (8, "image", "image_not_found", "cannot be used (File name too long); fix the path"),
+    ]
+    report = LoadReport()
+    assert [p.id for p in load_problems(path, skip_bad=True, report=report)] == ["ok", "café"]
+    assert report.skipped == {"invalid_encoding": 1, "invalid_row": 2, "invalid_json": 1, "invalid_field": 1, "image_not_found": 1}
+    for (line, field, reason, text), message in zip(expected, report.messages, strict=True):
+        assert message.startswith(f"{path}:{line}: " + (f"{field}: " if field else "")) and text in message, message
+        assert len(message) < 600  # a 5000-character path is shortened
+    for line, field, reason, text in expected:  # each one alone stops a strict load, naming its line
+        path.write_bytes(lines[0] + b"\n" + lines[line - 1] + b"\n")
+        with pytest.raises(DataError) as info:
+            load_problems(path)
+        assert str(info.value).startswith(f"{path}:2: ") and (info.value.field, info.value.reason) == (field, reason)
+
+
+def test_pretty_printed_json_gets_a_hint(tmp_path):
+    path = tmp_path / "pretty.jsonl"
+    path.write_text(json.dumps([GOOD], indent=2))
+    with pytest.raises(DataError, match=r"pretty\.jsonl:1: invalid JSON .*pretty-printed JSON; write one JSON object per line"):
+        load_problems(path)
+
+
+def test_a_parquet_name_on_another_file_names_the_file_even_with_skip_bad(tmp_path):
+    fake = tmp_path / "fake.parquet"
+    fake.write_text(json.dumps(GOOD) + "\n")
+    with pytest.raises(DataError, match=r"fake\.parquet: not a readable Parquet file .*rename a JSON Lines file to \.jsonl"):
+        load_problems(fake, skip_bad=True)
+    table = pa.table({"question": ["Q?"] * 2000, "answer": [str(i) for i in range(2000)]})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=500)
+    data = (tmp_path / "t.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])  # the footer is gone
+    with pytest.raises(DataError, match=r"cut\.parquet: not a readable Parquet file") as info:
+        load_problems(tmp_path / "cut.parquet")
+    assert info.value.reason == "invalid_file"
+
+
+def test_a_corrupt_datasets_folder_names_the_folder(tmp_path):
+    datasets.Dataset.from_dict({"question": ["Q?"], "answer": ["1"]}).save_to_disk(str(tmp_path / "ds"))
+    (tmp_path / "ds" / "state.json").write_text("{broken")
+    with pytest.raises(DataError, match=r"ds: the datasets folder cannot be read .*save it again"):
+        load_problems(tmp_path / "ds")
+
+
+# ---- images a model's processor refuses ---------------------------------------------------------------------------
+
+SIZES = {"wide": (201, 1), "tall": (2, 401), "edge": (200, 1), "dot": (1, 1), "big": (3000, 40), "empty": (0, 10)}
+
+
+def test_check_images_agrees_with_what_the_processor_does():
+    from transformers import CLIPImageProcessorPil, Qwen2VLImageProcessorPil
+
+    from srpo.data import check_images
+
+    for processor in (Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64), CLIPImageProcessorPil()):
+        items = [(name, [Image.new("RGB", (9, 9)), Image.new("RGB", size)]) for name, size in SIZES.items()]
+        rejected = {r.id: r for r in check_images(items, processor)}
+        for name, images in items:
+            try:
+                processor(images=images)
+                refused = False
+            except Exception:  # noqa: BLE001 - whatever the processor raises
+                refused = True
+            assert refused == (name in rejected), (type(processor).__name__, name)
+        assert rejected["empty"].index == 1 and rejected["empty"].size == (0, 10)
+    # Qwen2-VL: aspect ratio over 200 is refused (with the processor's own message), under a patch is upscaled
+    qwen = Qwen2VLImageProcessorPil()
+    assert {r.id: r.reason for r in check_images([(n, [Image.new("RGB", s)]) for n, s in SIZES.items()], qwen)} == {
+        "wide": "absolute aspect ratio must be smaller than 200, got 201.0",
+        "tall": "absolute aspect ratio must be smaller than 200, got 200.5",
+        "empty": "division by zero",
+    }
+
+
+def test_reject_images_names_the_ids_or_skips_and_counts_them(tiny_model_dir):
+    from srpo.data import reject_images
+    from srpo.models import load_processor
+
+    processor = load_processor(tiny_model_dir)  # a whole processor: its image processor is asked
+    items = [(f"p{i}", [Image.new("RGB", (300 + i, 1) if i % 2 else (30, 30))]) for i in range(16)]
+    with pytest.raises(DataError) as info:
+        reject_images(items, processor, source="train.jsonl")
+    message = str(info.value)
+    assert message.startswith("train.jsonl: images: the model's image processor refuses the images of 8 item(s): ")
+    assert "'p1' (image 0, 301x1 px: absolute aspect ratio must be smaller than 200, got 301.0)" in message
+    assert "'p9'" in message and "'p11'" not in message and "; and 3 more. Crop or pad" in message
+    report = LoadReport(loaded=16)
+    rejected = reject_images(items, processor, source="train.jsonl", skip_bad=True, report=report)
+    assert rejected == {f"p{i}" for i in range(1, 16, 2)}
+    assert report.skipped == {"image_rejected": 8} and report.loaded == 8
+    assert report.messages[0].startswith("train.jsonl: images[0]: item 'p1': the image processor refuses 301x1 px")
+    assert reject_images(items[::2], processor, source="train.jsonl") == set()

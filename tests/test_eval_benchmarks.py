@@ -163,7 +163,9 @@ def test_problem_schema_file_and_its_missing_images(problems_file, tmp_path):
 
 
 def test_unknown_names_and_splits():
-    with pytest.raises(ValueError, match="unknown benchmark"):
+    with pytest.raises(ValueError, match="'mathvistaa' is not a known benchmark"):
         load_benchmark("mathvistaa")
+    with pytest.raises(FileNotFoundError, match="no such problem file"):  # a path, not a misspelt name
+        load_benchmark("data/tset.jsonl")
     with pytest.raises(ValueError, match=r"unknown split 'dev'.*test"):
         load_benchmark("mathvision", split="dev")

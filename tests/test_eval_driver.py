@@ -15,7 +15,7 @@ from srpo.cli import app
 from srpo.eval.driver import final_view, first_view
 from srpo.eval.scoring import mathvision
 from srpo.eval.scoring.common import shared_dir
-from srpo.format import render_response
+from srpo.format import parse_response, render_response
 
 SHARED = shared_dir()
 
@@ -162,6 +162,65 @@ def test_answer_views():
                                                                                                      "srpo_compat")
     single = "<think>x</think><answer>5</answer>"
     assert first_view(single) is None and final_view(single, "srpo_compat") == single
+
+
+TRICKY = [  # (response, the reward parser's first answer)
+    ("<think>I must end with </answer> once done.</think> <answer>7</answer> <reflection>Fine.</reflection> "
+     "<think>Again.</think> <answer>8</answer>", "7"),  # a literal </answer> inside the first think
+    ("<think>Maybe <answer>5</answer> no.</think> <answer>7</answer> <reflection>r</reflection> <answer>8</answer>",
+     "5"),  # an answer block inside the think is the parser's first answer
+    ("<answer>6 <answer>7</answer> <reflection>r</reflection> <answer>8</answer>", "7"),  # an unclosed answer
+]
+
+
+@pytest.mark.parametrize("response, first", TRICKY)
+def test_first_view_ends_with_the_rewards_first_answer(response, first):
+    from srpo.eval.scoring.common import compat_extract
+
+    view = first_view(response)
+    assert parse_response(response).first_answer == first
+    assert parse_response(view).final_answer == first  # official scorers read the view's last answer
+    assert compat_extract(final_view(view, "srpo_compat")) == first  # srpo_compat reads its first answer block
+
+
+def test_first_answer_accuracy_is_the_rewards_first_answer(problems_file, tmp_path):
+    """Saved replies (nothing left to generate) whose first think quotes "</answer>": evaluation's first-answer
+    verdict is the reward's (srpo.rewards.score_response) for every item."""
+    from srpo.data import load_problems
+    from srpo.eval.driver import EvalConfig, run_eval
+    from srpo.rewards import score_response
+
+    problems = load_problems(problems_file)[:6]
+    out = tmp_path / "run"
+    out.mkdir()
+    replies = {}
+    for k, p in enumerate(problems):
+        first, final = (p.answer, "none") if k % 2 == 0 else ("none", p.answer)
+        replies[p.id] = (f"<think>I will close with </answer> when sure.</think> <answer>{first}</answer> "
+                         f"<reflection>Check.</reflection> <think>Again.</think> <answer>{final}</answer>")
+    (out / "responses.jsonl").write_text("".join(json.dumps({"id": i, "response": r, "tokens": None}) + "\n"
+                                                 for i, r in replies.items()))
+    metrics = run_eval(EvalConfig(model="http://127.0.0.1:9/v1", benchmark=str(problems_file), out=str(out), limit=6,
+                                  progress=False))
+    assert metrics["timings"]["generated"] == 0
+    items = {json.loads(line)["id"]: json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()}
+    rewarded = {p.id: score_response(replies[p.id], p.answer, choices=p.choices).first_correct for p in problems}
+    assert {i: it["first_correct"] for i, it in items.items()} == rewarded
+    assert sum(rewarded.values()) == 3 and metrics["first_accuracy"] == pytest.approx(3 / 6)
+    assert metrics["right_to_wrong"] == metrics["wrong_to_right"] == pytest.approx(3 / 6)
+
+
+@pytest.mark.slow
+def test_a_model_path_typo_leaves_no_run_behind(problems_file, tiny_model_dir, tmp_path, one_thread):
+    """The typo is refused before the run folder exists, so the corrected command is not "a different run"."""
+    out = tmp_path / "run"
+    command = ["eval", "--benchmark", str(problems_file), "--out", str(out), "--limit", "2", "--max-new-tokens", "4",
+               "--no-progress", "--model"]
+    res = runner.invoke(app, [*command, str(tiny_model_dir) + "-typo"])
+    assert res.exit_code == 2 and "-typo: no such folder" in res.output and not out.exists()
+    res = runner.invoke(app, [*command, str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "run.json").read_text())["timings"]["generated"] == 2
 
 
 def _png_dir(path, names):

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -193,11 +194,16 @@ def test_endpoint_run_scripted_replies_and_judge(items, tmp_path, monkeypatch):
     assert methods[5:] == ["llm", "llm", "llm"]
 
 
+def _problem_file(tmp_path, n: int = 6):
+    """Problems the loopback server answers: item pK is asked "[id=pK say=N]" and replies N (2, 3, 4, 2, ...)."""
+    problems = [Problem(id=f"p{i}", question=f"[id=p{i} say={2 + i % 3}] How many squares?", answer=str(2 + i % 2),
+                        images=[Image.new("RGB", (30 + 7 * i, 41), "white")], answer_type="integer") for i in range(n)]
+    return save_problems(problems, tmp_path / "problems.jsonl")
+
+
 def test_endpoint_eval_of_a_problem_file_retries_transient_faults(tmp_path, monkeypatch):
     """Runs without ../shared: a problem-schema file, the fault-injecting loopback server, the CLI end to end."""
-    problems = [Problem(id=f"p{i}", question=f"[id=p{i} say={2 + i % 3}] How many squares?", answer=str(2 + i % 2),
-                        images=[Image.new("RGB", (30 + 7 * i, 41), "white")], answer_type="integer") for i in range(6)]
-    path = save_problems(problems, tmp_path / "problems.jsonl")
+    path = _problem_file(tmp_path)
     monkeypatch.setenv("SRPO_EVAL_KEY", "sk-eval")
     faults = {"policy:p1": ["429", "ok"], "policy:p2": ["500", "503", "ok"], "policy:p3": ["drop", "ok"]}
     with FakeOpenAIServer(faults=faults, api_key="sk-eval", retry_after="0.01") as server:
@@ -212,6 +218,53 @@ def test_endpoint_eval_of_a_problem_file_retries_transient_faults(tmp_path, monk
     assert (metrics["correct"], metrics["n_scored"]) == (2, 6)
     bar = [line for line in res.stderr.replace("\r", "\n").splitlines() if "generating" in line][-1]
     assert "6/6" in bar and "item/s" in bar
+
+
+def test_a_torn_last_reply_is_cut_and_only_its_item_generated_again(tmp_path):
+    """A kill while the fifth reply was being written: its line is torn and the sixth never came. The rerun cuts the
+    torn line before appending, so every line is one whole reply and no item is generated twice."""
+    path, out = _problem_file(tmp_path), tmp_path / "run"
+    cache = out / "responses.jsonl"
+    with FakeOpenAIServer() as server:
+        command = ["eval", "--model", server.url, "--benchmark", str(path), "--out", str(out), "--concurrency", "1",
+                   "--no-progress"]
+        assert runner.invoke(app, command).exit_code == 0
+        lines = cache.read_text().splitlines(keepends=True)
+        assert len(lines) == 6 and len(server.requests("policy")) == 6
+        cache.write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
+        lost = sorted(json.loads(line)["id"] for line in lines[4:])
+        res = runner.invoke(app, command)
+        assert res.exit_code == 0, res.output
+        asked_again = sorted(r["id"] for r in server.requests("policy")[6:])
+    assert asked_again == lost  # the torn item and the missing one, once each
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]  # raises on a garbled line
+    assert sorted(r["id"] for r in rows) == [f"p{i}" for i in range(6)]
+    assert json.loads((out / "run.json").read_text())["timings"]["generated"] == 2
+    assert json.loads((out / "metrics.json").read_text())["n_scored"] == 6
+
+
+def _closed_port_url() -> str:
+    """The base URL of a loopback port that nothing listens on (a typo'd endpoint)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_wrong_endpoint_then_the_right_one_in_the_same_folder(tmp_path):
+    """A run that fails before its first reply saved nothing, so the corrected command is not "a different run";
+    once replies are saved, another model in that folder is refused (they are work done)."""
+    path, out = _problem_file(tmp_path, 3), tmp_path / "run"
+    command = ["eval", "--benchmark", str(path), "--out", str(out), "--no-progress", "--model"]
+    res = runner.invoke(app, [*command, _closed_port_url()])
+    assert res.exit_code == 2 and "listing models failed" in res.output
+    with FakeOpenAIServer() as server:
+        res = runner.invoke(app, [*command, server.url])
+        assert res.exit_code == 0, res.output
+        assert len(server.requests("policy")) == 3
+    assert json.loads((out / "run.json").read_text())["generation"]["model"] == server.url
+    res = runner.invoke(app, [*command, _closed_port_url()])
+    assert res.exit_code == 2 and "holds 3 saved replies of a different run (model: " in res.output
 
 
 def test_endpoint_errors_are_reported(items, tmp_path):

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from srpo.eval.benchmarks import build_item
 from srpo.eval.scoring import MODES, ScoreResult, get_scorer, rescore, score_item
 from srpo.eval.scoring import mathverse, mathvision, mathvista, mmmu_pro
+from srpo.eval.scoring.common import OutputFileError
 
 
 def _shared() -> Path:
@@ -285,6 +287,51 @@ def test_mmmu_pro_compat_mode():
     assert item["unparsed"]
     item = score_item("mmmu_pro", rec, "Answer: B", "srpo_compat", judge=lambda p: "B")
     assert item["correct"] and item["method"] == "llm"
+
+
+# Rows of the first MMMU-Pro release (September 2024): the model saw `shuffled_options`, and
+# `shuffled_options_answer` is the answer's letter there; `options` / `answer` keep the original order.
+FIRST_RELEASE = {"question": "Which dessert?", "options": str(OPTS), "answer": "B", "subject": "Art",
+                 "shuffled_options": str(["date loaf", "cherry tart", "banana split", "apple pie"]),
+                 "shuffled_options_answer": "C"}
+
+
+def test_mmmu_pro_first_release_rows_are_scored_against_the_shuffled_options(tmp_path):
+    """Each response is right against exactly one of the two option orders: only the shuffled one may count."""
+    rows = [
+        {**FIRST_RELEASE, "id": "test_Art_1", "response": "Reasoning...\nAnswer: C"},  # C = banana split, shown
+        {**FIRST_RELEASE, "id": "test_Art_2", "response": "Reasoning...\nAnswer: B"},  # B = banana split, original
+        {**FIRST_RELEASE, "id": "test_Art_3",  # option text (> 5 words): its letter among the shown options
+         "response": "Looking at the picture I would pick the banana split dessert"},
+    ]
+    path = tmp_path / "first_release.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = rescore("mmmu_pro", path)
+    assert [it["prediction"] for it in res.items] == ["C", "B", "C"]
+    assert [it["correct"] for it in res.items] == [True, False, True]
+    for answer, right in (("C", True), ("B", False), ("banana split", True)):
+        assert score_item("mmmu_pro", rows[0], f"<answer>{answer}</answer>", "srpo_compat")["correct"] is right
+    asked = []
+    score_item("mmmu_pro", rows[0], "no idea", "srpo_compat", judge=lambda prompt: asked.append(prompt) or "C")
+    assert "(A) date loaf\n(B) cherry tart" in asked[0]  # the judge, too, reads the options that were shown
+
+    item = build_item("mmmu_pro", "standard10", rows[0], [])
+    # the `srpo eval` prompt lists the options in the order that is scored
+    assert "A. date loaf\nB. cherry tart\nC. banana split\nD. apple pie" in item.prompt and item.gold == "C"
+
+
+def test_mmmu_pro_first_release_row_with_half_the_fields_is_refused(tmp_path):
+    path = tmp_path / "half.jsonl"
+    row = {**FIRST_RELEASE, "id": "test_Art_1", "response": "Answer: C"}
+    del row["shuffled_options_answer"]
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(OutputFileError, match=r"half\.jsonl line 1: item 'test_Art_1' has 'shuffled_options' but "
+                                              r"no 'shuffled_options_answer'"):
+        rescore("mmmu_pro", path)
+    row["shuffled_options_answer"] = "F"  # not a letter of the four shuffled options
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(OutputFileError, match=r"shuffled_options_answer 'F' is not one of the letters A\.\.D"):
+        rescore("mmmu_pro", path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from srpo.files import OutputPathError
 from srpo.models import ModelLoadError, build_tiny_model, load_policy, load_processor
 
 
@@ -44,3 +45,31 @@ def test_missing_model_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="no config.json"):
         load_processor(tmp_path / "empty")
+
+
+def test_build_tiny_model_replaces_its_folder_whole(tmp_path):
+    out = tmp_path / "tiny"
+    out.mkdir()
+    # a stale shard index from another checkpoint would make from_pretrained look for shards that are not there
+    (out / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    build_tiny_model(out)
+    assert not (out / "model.safetensors.index.json").exists() and (out / "config.json").exists()
+    load_policy(out)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputPathError, match="is an existing file"):
+        build_tiny_model(tmp_path / "file")
+
+
+def test_build_tiny_model_cli_refuses_a_non_empty_folder_without_force(tmp_path):
+    from typer.testing import CliRunner
+
+    from srpo.cli import app
+
+    out = tmp_path / "tiny"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["build-tiny-model", str(out)])
+    assert result.exit_code == 2 and "is not empty; pass a new folder, or --force" in result.output
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert CliRunner().invoke(app, ["build-tiny-model", str(out), "--force"]).exit_code == 0
+    assert (out / "config.json").exists() and not (out / "notes.txt").exists()

@@ -130,8 +130,8 @@ def test_vllm_options_reach_the_grpo_config():
     args32 = grpo_args(cfg32, world_size=32)
     assert (args32.vllm_tensor_parallel_size, args32.vllm_gpu_memory_utilization) == (4, 0.4)
     assert args32.vllm_enable_sleep_mode
-    with pytest.raises(ValueError, match="vllm_mode 'remote' is unknown"):
-        grpo_args(load_config(RLStageConfig, overrides=["--vllm_mode", "remote"]))
+    with pytest.raises(ValueError, match="vllm_mode: 'remote' is unknown"):
+        grpo_args(load_config(RLStageConfig, overrides=["--model", "m", "--dataset", "d", "--vllm_mode", "remote"]))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
@@ -151,8 +151,8 @@ def test_qlora_liger_and_attention_options_are_checked_before_loading():
         with pytest.raises(ImportError, match="pip install liger-kernel"):
             check_dependencies(RLStageConfig(use_liger_kernel=True))
     with pytest.raises(ValueError, match="use_vllm: true cannot load the 4-bit"):
-        grpo_args(RLStageConfig(use_vllm=True, lora=True, load_in_4bit=True))
-    args = grpo_args(RLStageConfig(use_liger_kernel=True, gradient_checkpointing=True))
+        grpo_args(RLStageConfig(model="m", dataset="d", use_vllm=True, lora=True, load_in_4bit=True))
+    args = grpo_args(RLStageConfig(model="m", dataset="d", use_liger_kernel=True, gradient_checkpointing=True))
     assert args.use_liger_kernel and args.activation_checkpointing
 
 

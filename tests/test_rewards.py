@@ -392,8 +392,10 @@ def test_trl_adapter_sum_equals_total(preset):
         score_response(t, g, preset=preset, token_count=counting, choices=c)
     assert n_calls_all_terms == calls["n"]
     # transition rates and accuracies logged once per batch (over the 5 completions with 2 answers)
-    assert set(metrics) == {f"transitions/{t}" for t in TRANSITIONS} | {"accuracy/first", "accuracy/final"}
+    assert set(metrics) == {f"transitions/{t}" for t in TRANSITIONS} | {"accuracy/first", "accuracy/final"} | {
+        "verify_errors", "verify_timeouts"}
     assert all(len(v) == 1 for v in metrics.values())
+    assert metrics["verify_errors"] == metrics["verify_timeouts"] == [0.0]  # every check of this batch completed
     assert metrics["transitions/wrong_to_right"][0] == pytest.approx(2 / 5)
     assert metrics["transitions/right_to_right"][0] == pytest.approx(1 / 5)
     assert sum(metrics[f"transitions/{t}"][0] for t in TRANSITIONS) == pytest.approx(1.0)
@@ -407,3 +409,42 @@ def test_trl_adapter_plain_strings_and_missing_answer():
     assert fmt(prompts=["q"], completions=[SINGLE_RIGHT], answer=[GOLD]) == [0.5]
     with pytest.raises(ValueError, match="answer"):
         acc(prompts=["q"], completions=[SINGLE_RIGHT])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# unicode math: paper and grpo check "½" as "1/2"; reference checks answers as the released code does
+# ---------------------------------------------------------------------------------------------------------------
+
+# (unicode answer, gold, whether the check accepted it before unicode normalisation)
+UNICODE_ANSWERS = [
+    ("½", "1/2", False),
+    ("$\\boxed{1½}$", "\\frac{3}{2}", False),
+    ("√2", "\\sqrt{2}", False),
+    ("x²", "x^2", False),
+    ("x₁", "x_1", False),
+    ("(-∞, 2]", "(-\\infty, 2]", False),
+    ("−5", "-5", True),
+    ("x ≤ 3", "x \\le 3", True),
+]
+
+
+@pytest.mark.parametrize("answer, gold, before", UNICODE_ANSWERS)
+def test_unicode_answers_by_preset(answer, gold, before):
+    response = five("$\\boxed{7}$", answer)  # wrong, then the unicode spelling of the gold
+    assert score_response(response, gold, preset="paper").transition == "wrong_to_right"
+    assert score_response(response, gold, preset="grpo").accuracy == 1.0
+    reference = score_response(response, gold, preset="reference")
+    assert reference.transition == ("wrong_to_right" if before else "wrong_to_wrong")  # as before the change
+    assert no_length(reference) == EXPECTED["reference"][reference.transition]
+
+
+def test_reference_preset_unicode_through_trl_adapter():
+    """The reward functions TRL calls follow the same rule per preset."""
+    texts = [five("$\\boxed{7}$", a) for a, _, _ in UNICODE_ANSWERS]
+    golds = [g for _, g, _ in UNICODE_ANSWERS]
+    for preset, term, value in (("paper", "effectiveness", 0.5), ("grpo", "accuracy", 1.0)):  # wrong -> right
+        reward = reward_functions(preset)[PRESET_TERMS[preset].index(term)]
+        assert reward(completions=texts, answer=golds) == [value] * len(texts)
+    ref_acc = reward_functions("reference")[PRESET_TERMS["reference"].index("accuracy")]
+    assert ref_acc(completions=texts, answer=golds) == [REFERENCE_ACC["wrong_to_right" if b else "wrong_to_wrong"]
+                                                        for _, _, b in UNICODE_ANSWERS]

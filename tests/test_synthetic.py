@@ -168,3 +168,37 @@ def test_level_zero_is_bold_single_step_and_free_of_guessable_options():
         assert is_correct(f"$\\boxed{{{p.answer}}}$", p.answer)
     # level 0 falls back to level 1 for families without a warm-up tier
     assert all(p.metadata["difficulty"] == 0 for p in generate_problems(4, seed=1, difficulty=0, families=["bar_chart"]))
+
+
+def test_write_synthetic_replaces_the_folder_whole_and_writes_nothing_on_bad_arguments(tmp_path):
+    out = tmp_path / "syn"
+    write_synthetic(out, n_train=4, n_test=2, seed=1)
+    (out / "stale.txt").write_text("from an earlier run")
+    write_synthetic(out, n_train=3, n_test=1, seed=2)
+    assert sorted(p.name for p in out.iterdir()) == ["images", "test.jsonl", "train.jsonl"]
+    assert len(load_problems(out / "train.jsonl")) == 3
+    with pytest.raises(ValueError, match="image_size"):
+        write_synthetic(tmp_path / "never", n_train=2, n_test=1, image_size=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # no partial folder left behind
+
+
+def test_synth_cli_refuses_a_folder_it_would_overwrite(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from srpo.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "syn"
+    assert runner.invoke(app, ["synth", str(out), "--n-train", "3", "--n-test", "1"]).exit_code == 0
+    before = (out / "train.jsonl").read_bytes()
+    refused = runner.invoke(app, ["synth", str(out), "--n-train", "5", "--seed", "9"])
+    assert refused.exit_code == 2 and "is not empty; pass a new folder, or --force" in refused.output
+    assert (out / "train.jsonl").read_bytes() == before
+    assert runner.invoke(app, ["synth", str(out), "--n-train", "5", "--n-test", "1", "--force"]).exit_code == 0
+    assert len(load_problems(out / "train.jsonl")) == 5
+    # the folder we stand in is never swapped out, even empty
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    refused = runner.invoke(app, ["synth", ".", "--n-train", "1", "--n-test", "1", "--force"])
+    assert refused.exit_code == 2 and "is the current folder or holds it" in refused.output
+    assert list((tmp_path / "here").iterdir()) == []

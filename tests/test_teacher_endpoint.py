@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import time
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from fake_openai_server import FakeOpenAIServer, reflection_for
 from srpo.config import ReflectConfig
 from srpo.data import Problem
 from srpo.prompts import TEACHER_PROMPT_TEMPLATE
+from srpo.errors import InvalidValue, UserError
 from srpo.reflect.endpoint import (
     ChatEndpoint,
     EndpointFatalError,
@@ -27,13 +29,14 @@ from srpo.reflect.endpoint import (
     RetryPolicy,
     env_proxy,
     image_data_url,
+    parse_endpoint,
     parse_reflection,
     redact_url,
     retry_after_seconds,
     user_content,
     user_content_async,
 )
-from srpo.reflect.remote import EndpointTeacher, check_template
+from srpo.reflect.remote import EndpointTeacher, check_template, load_teacher_template
 from srpo.reflect.teachers import Attempt
 
 SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
@@ -140,6 +143,20 @@ def test_teacher_template_placeholders_are_checked():
         check_template("{question} {gold}")
     with pytest.raises(ValueError, match="valid template"):
         check_template("{question")
+    with pytest.raises(ValueError, match=r"lacks \{question\}, \{reference_answer\}, the attempt \(\{reasoning\}"):
+        check_template("Please review the student's work.")
+    with pytest.raises(ValueError, match=r"lacks \{reference_answer\}; the teacher must see"):
+        check_template("{question} {response}")
+    with pytest.raises(ValueError, match="cannot be filled in"):
+        check_template("{question:d} {reasoning} {reference_answer}")
+
+
+def test_a_template_file_that_cannot_be_read_is_named(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("Frage {question} {reasoning} {reference_answer} \xfc".encode("latin-1"))
+    for path, message in [(tmp_path / "nope.txt", "nope.txt not found"), (tmp_path, "is a folder"),
+                          (tmp_path / "latin1.txt", "latin1.txt is not UTF-8 text")]:
+        with pytest.raises(UserError, match=message):
+            load_teacher_template(str(path))
 
 
 # ---- against the loopback server --------------------------------------------------------------------------------
@@ -271,7 +288,6 @@ def test_timeouts_are_retried(server):
         ("not_json", "malformed reply: not JSON"),
         ("no_reflection", "malformed reply: missing 'reflection'"),
         ("empty_reflection", "malformed reply: empty reflection"),
-        ("malformed_json", "malformed reply: response body is not JSON"),
     ],
 )
 def test_malformed_replies_are_retried_up_to_the_limit_then_recorded(server, fault, reason):
@@ -281,6 +297,23 @@ def test_malformed_replies_are_retried_up_to_the_limit_then_recorded(server, fau
     assert records["a"]["retries"] == 2
     assert len([r for r in server.requests("teacher") if r["id"] == "a"]) == 3
     assert records["b"]["status"] == "ok"
+
+
+def test_a_200_whose_body_is_not_json_is_a_transport_fault_retried_with_backoff(server):
+    server.set_faults({"teacher:a": ["malformed_json", "malformed_json", "ok"], "teacher:b": ["malformed_json"],
+                       "teacher:c": ["no_reflection"]})
+    # no malformed re-requests at all: only transport retries can save a and b
+    cfg = teacher_cfg(server.url, max_retries=2, malformed_retries=0, backoff_base=0.2, backoff_max=0.2)
+    records = reflect_many(cfg, ["a", "b", "c"])
+    assert records["a"]["status"] == "ok" and records["a"]["retries"] == 2
+    assert records["b"]["status"] == "failed"
+    assert records["b"]["reason"].startswith("http 200 with a non-JSON body after 2 retries: {\"id\": \"x\"")
+    # valid JSON without a usable answer is the model's fault: with malformed_retries=0 it fails at once
+    assert records["c"]["status"] == "failed" and records["c"]["reason"] == "malformed reply: missing 'reflection'"
+    requests = {pid: [r["t"] for r in server.requests("teacher") if r["id"] == pid] for pid in "abc"}
+    assert {pid: len(times) for pid, times in requests.items()} == {"a": 3, "b": 3, "c": 1}
+    gaps = [later - earlier for times in (requests["a"], requests["b"]) for earlier, later in zip(times, times[1:])]
+    assert min(gaps) >= 0.1  # backoff: each retry waits 0.2 s x U(0.5, 1)
 
 
 def test_retries_run_out_and_client_errors_are_not_retried(server):
@@ -311,6 +344,69 @@ def test_the_key_comes_from_the_named_variable_and_is_never_logged(monkeypatch, 
         assert records["a"]["status"] == "ok"
         assert all(r["authorized"] for r in srv.requests())
     assert SECRET not in caplog.text and SECRET not in repr(records) and SECRET not in repr(EndpointTeacher(cfg).endpoint)
+
+
+PASSWORD = "pa:ss@w/rd-DO-NOT-LEAK"  # every character that must be percent-encoded in a URL's user info
+
+
+def url_with_credentials(url: str, user: str = "alice", password: str = PASSWORD) -> str:
+    return url.replace("http://", f"http://{quote(user, safe='')}:{quote(password, safe='')}@")
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(monkeypatch, caplog):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAIServer(basic_auth=("alice", PASSWORD)) as srv:
+        cfg = teacher_cfg(url_with_credentials(srv.url))
+        with caplog.at_level(logging.DEBUG):
+            records = reflect_many(cfg, ["a", "b"])
+        assert all(r["status"] == "ok" for r in records.values())
+        assert [(r["authorized"], r["auth_scheme"]) for r in srv.requests()] == [(True, "Basic")] * 2
+        teacher = EndpointTeacher(cfg)
+        assert teacher.endpoint.base_url == srv.url and "alice" not in teacher.name
+        with pytest.raises(EndpointFatalError, match="user name and password in the URL") as info:
+            reflect_many(teacher_cfg(url_with_credentials(srv.url, password="wrong-" + PASSWORD)), ["c"])
+    shown = caplog.text + repr(records) + repr(teacher.endpoint) + teacher.name + str(info.value)
+    assert quote(PASSWORD, safe="") not in shown and PASSWORD not in shown
+
+
+def test_credentials_in_the_url_and_a_key_are_refused_before_any_request(server, monkeypatch):
+    monkeypatch.setenv("SRPO_TEST_KEY", SECRET)
+    with pytest.raises(InvalidValue, match=r"one Authorization header.*--api-key-env ''") as info:
+        reflect_many(teacher_cfg(url_with_credentials(server.url), teacher_api_key_env="SRPO_TEST_KEY"), ["a"])
+    assert server.requests() == []
+    assert quote(PASSWORD, safe="") not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_a_server_message_quoting_the_credentials_is_masked(monkeypatch):
+    monkeypatch.setenv("SRPO_TEST_KEY", SECRET)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAIServer(faults={"teacher:a": ["echo_auth"]}) as srv:
+        by_key = reflect_many(teacher_cfg(srv.url, teacher_api_key_env="SRPO_TEST_KEY"), ["a"])["a"]
+        srv.set_faults({"teacher:a": ["echo_auth"]})
+        by_url = reflect_many(teacher_cfg(url_with_credentials(srv.url)), ["a"])["a"]
+    assert by_key["reason"] == "http 400: bad request; you sent Authorization: Bearer ***"
+    assert by_url["reason"] == "http 400: bad request; you sent Authorization: Basic ***"
+
+
+@pytest.mark.parametrize(
+    "url, key_env, message",
+    [
+        ("http://127.0.0.1:99999/v1", None, "port is not a number"),
+        ("http:///v1", None, "no host name"),
+        ("http://127.0.0.1:8000/v1/chat/completions", None, "not its /chat/completions endpoint"),
+        ("http://127.0.0.1:8000/v1", "sk-live-0123456789abcdef", "--api-key-env must name an environment variable"),
+        ("http://a%3Ab:pw@127.0.0.1:8000/v1", None, "contains ':'"),
+        ("ftp://u:pw@127.0.0.1/v1", None, "must start with http"),
+    ],
+)
+def test_endpoint_settings_that_cannot_work_are_refused_without_showing_secrets(url, key_env, message):
+    with pytest.raises(InvalidValue, match=message) as info:
+        parse_endpoint(url, key_env)
+    assert "sk-live" not in str(info.value) and ":pw@" not in str(info.value)
+
+
+def test_redact_url_never_raises_on_an_unusable_port():
+    assert redact_url("http://u:p@host:99999/v1?k=1") == "http://host:99999/v1"
 
 
 def test_requests_carry_images_as_data_urls_and_the_teacher_prompt(server):

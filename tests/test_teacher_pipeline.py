@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import quote
 
 import datasets
 import pytest
@@ -224,6 +225,27 @@ def test_cli_flag_form_and_yaml_form(problems_path, tmp_path, monkeypatch, caplo
     assert SECRET not in seen
 
 
+def test_cli_with_credentials_in_the_urls_sends_basic_auth_and_writes_them_nowhere(problems_path, tmp_path,
+                                                                                    monkeypatch, caplog):
+    password = "hunter2:" + SECRET
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAIServer(basic_auth=("bob", password)) as srv:
+        url = srv.url.replace("http://", f"http://bob:{quote(password, safe='')}@")
+        out = tmp_path / "out"
+        with caplog.at_level(logging.DEBUG):
+            result = CliRunner().invoke(app, ["reflect", "--problems", str(problems_path), "--policy", url,
+                                              "--teacher", url, "--out", str(out), "--right-fraction", "null",
+                                              "--progress", "false"])
+        assert result.exit_code == 0, result.output
+        assert len(srv.requests()) == 24 and all(r["authorized"] and r["auth_scheme"] == "Basic"
+                                                 for r in srv.requests())
+    summary = json.loads(result.stdout)
+    assert summary["kept"] == 12 and summary["config"]["teacher"] == srv.url
+    written = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    for secret in (password, quote(password, safe=""), "bob:"):
+        assert secret not in result.output + caplog.text and secret.encode() not in written
+
+
 def test_cli_reports_a_refused_key_and_exits_non_zero(problems_path, tmp_path, monkeypatch):
     monkeypatch.setenv("SRPO_TEACHER_KEY", "wrong-" + SECRET)
     with FakeOpenAIServer(api_key=SECRET) as srv:
@@ -253,6 +275,15 @@ def test_oracle_teacher_with_an_endpoint_policy(problems_path, server, tmp_path)
     assert not server.requests("teacher")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kept"] == 12 and summary["teacher"] == "oracle" and "teacher" not in summary["usage"]
+
+
+def test_an_endpoint_policy_gets_images_a_local_processor_would_refuse(server, tmp_path):
+    problems = make_problems(4, 1)
+    problems[2].images = [Image.new("RGB", (600, 2), "white")]  # aspect ratio 300: the server decides, not srpo
+    path = save_problems(problems, tmp_path / "p.jsonl")
+    out = run_reflect(config(path, server.url, tmp_path / "out"))
+    assert sorted(r["id"] for r in server.requests("policy")) == ["q00", "q01", "q02", "q03"]
+    assert json.loads((out / "summary.json").read_text())["kept"] == 4
 
 
 def test_progress_bars_show_rate_and_eta(problems_path, server, tmp_path, capfd):

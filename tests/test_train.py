@@ -54,7 +54,7 @@ def test_sft_loss_is_on_the_assistant_completion_only(tiny_model_dir, sft_datase
 
 def test_sft_with_lora_keeps_vision_frozen_and_saves_a_merged_model(tiny_model_dir, sft_dataset, tmp_path):
     before = load_model(tiny_model_dir)
-    final = run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path, lora=True, lora_r=4, freeze_vision=True))
+    final = run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path, lora=True, lora_r=4, freeze_vision=True)).final
     after = load_model(final)
     changed = {n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])}
     assert changed, "training changed nothing"

@@ -3,10 +3,13 @@
 * :func:`extract_answer` turns the content of an ``<answer>`` block into the bare answer (last ``\\boxed{}``,
   else the text without ``$..$`` / ``\\(..\\)`` delimiters).
 * :func:`extract_choice_letter` finds a multiple-choice option letter robustly.
+* :func:`unicode_to_latex` writes unicode math (``½``, ``√2``, ``x²``, ...) as LaTeX.
 * :func:`is_correct` decides whether a predicted answer matches the reference answer: multiple-choice letters
   and option texts, fast paths for plain numbers / fractions / percentages, then math-verify (gold parsed as
   ``$gold$``; prediction parsed with expression, LaTeX and string extraction; ``verify(gold, pred)``), every
-  math-verify call bounded in time (:mod:`srpo.verify`). It never raises and caches its results.
+  math-verify call bounded in time (:mod:`srpo.verify`). It never raises and caches completed results only.
+* :func:`checker_problems` counts the checks that timed out or raised (each answered "wrong"), for the training
+  metrics ``verify_timeouts`` / ``verify_errors``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import functools
 import logging
 import math
 import re
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from srpo.verify import clear_parse_cache, verify_equal
+from srpo.verify import CheckError, CheckTimeout, clear_parse_cache, verify_equal
 
 __all__ = [
     "extract_answer",
@@ -25,6 +30,9 @@ __all__ = [
     "is_correct",
     "normalize_answer",
     "parse_number",
+    "unicode_to_latex",
+    "CheckerProblems",
+    "checker_problems",
     "clear_caches",
     "DEFAULT_TIMEOUT",
 ]
@@ -331,6 +339,114 @@ def _cannot_be_number(ns: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# unicode math -> LaTeX
+# ---------------------------------------------------------------------------------------------------------------
+
+_VULGAR_FRACTIONS = {
+    "½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5), "⅗": (3, 5),
+    "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8),
+    "⅑": (1, 9), "⅒": (1, 10), "↉": (0, 3),
+}  # fmt: skip
+_SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱ"
+_SUBSCRIPT = "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₒₓₕₖₗₘₙₚₛₜ"
+_FROM_SCRIPT = str.maketrans(_SUPERSCRIPT + _SUBSCRIPT, "0123456789+-=()ni" + "0123456789+-=()aeoxhklmnpst")
+_SUP_DIGITS, _SUB_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹", "₀₁₂₃₄₅₆₇₈₉"
+_SCRIPT_FRACTION = rf"(?<![{_SUP_DIGITS}])([{_SUP_DIGITS}]+)\u2044([{_SUB_DIGITS}]+)"  # ¹⁄₂ (from a run's start only)
+# a vulgar fraction or a ¹⁄₂-style one, optionally after a whole number it adds to ("1½" is 3/2, not 1 * 1/2)
+_UNICODE_FRACTION_RE = re.compile(rf"(?<![\d.])(\d+ ?)?(?:([{''.join(_VULGAR_FRACTIONS)}])|{_SCRIPT_FRACTION})")
+_SUPERSCRIPT_RE = re.compile(f"[{_SUPERSCRIPT}]+")
+_SUBSCRIPT_RE = re.compile(f"[{_SUBSCRIPT}]+")
+_SYMBOLS = {
+    "π": "\\pi", "×": "\\times", "÷": "\\div", "·": "\\cdot", "⋅": "\\cdot", "±": "\\pm", "≤": "\\le",
+    "≥": "\\ge", "≠": "\\neq", "∞": "\\infty", "°": "^{\\circ}", "\u2212": "-", "\u2044": "/",
+}  # fmt: skip
+_SYMBOL_RE = re.compile(f"[{''.join(_SYMBOLS)}]")
+_ROOTS = {"√": "\\sqrt", "∛": "\\sqrt[3]", "∜": "\\sqrt[4]"}
+_ROOT_ARG_RE = re.compile(r"\s*(\d+(?:\.\d+)?|\\[A-Za-z]+|[A-Za-z])")
+_UNICODE_MATH_CHARS = frozenset(_VULGAR_FRACTIONS) | set(_SUPERSCRIPT + _SUBSCRIPT) | set(_SYMBOLS) | set(_ROOTS)
+
+
+def _fraction_to_latex(m: re.Match) -> str:
+    if m.group(2):
+        num, den = _VULGAR_FRACTIONS[m.group(2)]
+    else:
+        num, den = int(m.group(3).translate(_FROM_SCRIPT)), int(m.group(4).translate(_FROM_SCRIPT))
+    if m.group(1):
+        num += int(m.group(1)) * den
+    return f"\\frac{{{num}}}{{{den}}}"
+
+
+def _symbol_to_latex(m: re.Match) -> str:
+    latex = _SYMBOLS[m.group(0)]
+    following = m.string[m.end() : m.end() + 1]
+    # "πr" must not become the unknown command "\pir"
+    return latex + " " if latex[-1].isalpha() and following.isalpha() else latex
+
+
+def _bracket_pairs(s: str) -> dict[int, int]:
+    """Index of each ``(`` / ``{`` -> index of the bracket that closes it (one pass, nesting counted per kind)."""
+    pairs: dict[int, int] = {}
+    open_at: dict[str, list[int]] = {"(": [], "{": []}
+    for i, c in enumerate(s):
+        if c in open_at:
+            open_at[c].append(i)
+        elif c in ")}":
+            stack = open_at["(" if c == ")" else "{"]
+            if stack:
+                pairs[stack.pop()] = i
+    return pairs
+
+
+def _roots_to_latex(s: str) -> str:
+    """``√2`` -> ``\\sqrt{2}``, ``√(x+1)`` / ``√{x+1}`` -> ``\\sqrt{x+1}``, ``√x`` -> ``\\sqrt{x}``, ``∛8`` ->
+    ``\\sqrt[3]{8}``: the radicand is a bracketed group, else a number, a LaTeX command or one letter. A sign with
+    no radicand after it is left as it is. Linear time (answers can be long and full of junk)."""
+    if not any(root in s for root in _ROOTS):
+        return s
+    pairs = _bracket_pairs(s)
+    group_ends: set[int] = set()  # closing brackets of radicands, written as "}"
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        root = _ROOTS.get(s[i])
+        if root is None:
+            out.append("}" if i in group_ends else s[i])
+            i += 1
+            continue
+        j = i + 1
+        while j < len(s) and s[j] == " ":
+            j += 1
+        if j in pairs:
+            out.append(root + "{")
+            group_ends.add(pairs[j])
+            i = j + 1
+            continue
+        m = _ROOT_ARG_RE.match(s, i + 1)
+        if m is None:
+            out.append(s[i])
+            i += 1
+        else:
+            out.append(f"{root}{{{m.group(1)}}}")
+            i = m.end()
+    return "".join(out)
+
+
+def unicode_to_latex(s: str) -> str:
+    """Unicode math written as LaTeX, so that both spellings of an answer compare equal: vulgar fractions
+    (``½`` -> ``\\frac{1}{2}``, ``1½`` -> ``\\frac{3}{2}``, ``¹⁄₂``), the fraction slash ``⁄`` -> ``/``, roots
+    (``√2`` -> ``\\sqrt{2}``, ``√(x+1)``, ``∛8``), superscripts (``x²`` -> ``x^{2}``, ``10⁻³``) and subscripts
+    (``x₁`` -> ``x_{1}``), ``π × ÷ · ± ≤ ≥ ≠ ∞ °`` and the minus sign U+2212. Text without these characters is
+    returned unchanged. Pure."""
+    if not _UNICODE_MATH_CHARS.intersection(s):
+        return s
+    s = _UNICODE_FRACTION_RE.sub(_fraction_to_latex, s)
+    s = _SUPERSCRIPT_RE.sub(lambda m: "^{" + m.group(0).translate(_FROM_SCRIPT) + "}", s)
+    s = _SUBSCRIPT_RE.sub(lambda m: "_{" + m.group(0).translate(_FROM_SCRIPT) + "}", s)
+    s = _SYMBOL_RE.sub(_symbol_to_latex, s)
+    return _roots_to_latex(s)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # is_correct
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -406,6 +522,7 @@ def _is_correct_impl(pred: str, gold: str, choices: tuple[str, ...] | None, time
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _is_correct_cached(pred: str, gold: str, choices: tuple[str, ...] | None, timeout: float) -> bool:
+    # A check that times out or raises propagates, and lru_cache stores nothing for it: the next call tries again.
     return _is_correct_impl(pred, gold, choices, timeout)
 
 
@@ -419,16 +536,64 @@ def _choices_key(choices: object) -> tuple[str, ...] | None:
     return out or None
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# checks that gave no answer: counted and logged
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckerProblems:
+    """Answer checks that gave no answer since the process started (each was counted as a wrong answer).
+    Subtract an earlier snapshot to get the checks in between."""
+
+    errors: int = 0
+    timeouts: int = 0
+
+    def __sub__(self, earlier: CheckerProblems) -> CheckerProblems:
+        return CheckerProblems(self.errors - earlier.errors, self.timeouts - earlier.timeouts)
+
+
+_DETAILED_WARNINGS = 5  # per kind: the first ones are logged with their input ...
+_SUMMARY_EVERY = 100  # ... later ones only as a running count, so a bad dataset cannot flood the log
+_PROBLEM_WORDS = {"error": "raised an error", "timeout": "ran out of time"}
+_problems_lock = threading.Lock()
+_problems = {"error": 0, "timeout": 0}
+
+
+def checker_problems() -> CheckerProblems:
+    """Snapshot of the process-wide counts of checks that raised (``errors``) or ran out of time (``timeouts``).
+    The counts only grow, so several readers (rewards, evaluation) can each take differences."""
+    with _problems_lock:
+        return CheckerProblems(_problems["error"], _problems["timeout"])
+
+
+def _record_problem(kind: str, pred: str, gold: str, detail: str) -> None:
+    with _problems_lock:
+        _problems[kind] += 1
+        n = _problems[kind]
+    if n <= _DETAILED_WARNINGS:
+        logger.warning(
+            "answer check %s (#%d), counted as a wrong answer: prediction %r, gold %r: %s%s",
+            _PROBLEM_WORDS[kind], n, pred[:200], gold[:200], detail,
+            "" if n < _DETAILED_WARNINGS else f" (from now on a count every {_SUMMARY_EVERY})",
+        )  # fmt: skip
+    elif n % _SUMMARY_EVERY == 0:
+        logger.warning("%d answer checks have %s so far, each counted as a wrong answer", n, _PROBLEM_WORDS[kind])
+
+
 def is_correct(
     prediction: str,
     gold: str,
     *,
     choices: Sequence[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    unicode_math: bool = True,
 ) -> bool:
     """Whether ``prediction`` (the raw content of an ``<answer>`` block, may hold ``$\\boxed{..}$``) matches the
     reference answer ``gold`` (SPEC §4 "Answer verification").
 
+    * With ``unicode_math`` (every use but the ``reference`` reward preset, which reproduces the released code),
+      prediction, gold and choices first go through :func:`unicode_to_latex`, so ``½`` equals ``1/2``.
     * Multiple choice (``gold`` a letter A-Z, or a lower-case letter / an option's text when ``choices`` are
       given): the prediction's option letter (:func:`extract_choice_letter`) must equal it, or the prediction's
       text must equal the gold option's text (normalised, or numerically).
@@ -436,20 +601,27 @@ def is_correct(
       relative tolerance 1e-6 (``\\frac{1}{2}`` == 0.5 == 1/2); a number against a word / letter -> False.
     * Then math-verify: ``parse("$gold$")``, the extracted prediction parsed with expression, LaTeX and string
       extraction, ``verify(gold_parsed, pred_parsed)`` (gold first), each call bounded by ``timeout`` seconds
-      (rounded up to whole seconds, see the module docstring). A timeout is False.
+      (rounded up to whole seconds, see :mod:`srpo.verify`).
 
-    Never raises (any exception -> False). Results are cached per (prediction, gold, choices, timeout).
+    Never raises. A check that times out or raises is False for this call (a timeout is not an answer), is
+    counted in :func:`checker_problems` and logged as a warning, and is not cached. Completed results are cached
+    per (prediction, gold, choices, timeout).
     """
+    p, g = _as_str(prediction), _as_str(gold)
     try:
-        p, g = _as_str(prediction), _as_str(gold)
         ch = _choices_key(choices)
+        if unicode_math:
+            p, g = unicode_to_latex(p), unicode_to_latex(g)
+            ch = tuple(unicode_to_latex(c) for c in ch) if ch else None
         t = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_TIMEOUT
         if len(p) > _MAX_CACHED_LEN or len(g) > _MAX_CACHED_LEN:
             return _is_correct_impl(p, g, ch, t)
         return _is_correct_cached(p, g, ch, t)
-    except Exception:
-        logger.debug("is_correct failed", exc_info=True)
-        return False
+    except CheckTimeout as e:
+        _record_problem("timeout", p, g, str(e))
+    except Exception as e:  # CheckError from math-verify, or a bug in the checks above
+        _record_problem("error", p, g, str(e) if isinstance(e, CheckError) else f"{type(e).__name__}: {e}")
+    return False
 
 
 def clear_caches(include_math_verify: bool = True) -> None:

@@ -11,6 +11,11 @@ import typer
 from typer.core import TyperGroup
 
 from srpo.errors import UserError
+
+try:  # typer >= 0.2x ships its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:
+    from click.exceptions import UsageError
 from srpo.eval.cli import eval_app
 
 
@@ -23,6 +28,10 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except UsageError as exc:  # a bad or missing option: one line too, with the command it belongs to
+            command = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            typer.echo(f"error: {command}: {exc.format_message()} (see `{command} --help`)", err=True)
             raise typer.Exit(2) from None
 
 
@@ -68,22 +77,40 @@ def demo(
     run_demo(demo_config(quick=quick, seed=seed, compare=compare, out=str(out)))
 
 
+OVERWRITE = typer.Option(False, "--overwrite", help="Delete output_dir's checkpoints and final/ and start again "
+                         "(needed to reuse an output_dir with other settings).")
+
+
+def _report_run(run) -> None:
+    if run.finished:
+        typer.echo(f"already finished: the final model is in {run.final} (nothing was changed; raise max_steps to "
+                   "train further, or use a new output_dir or --overwrite to train again)")
+    else:
+        typer.echo(f"final model: {run.final}")
+
+
 @app.command(context_settings=PASS_THROUGH)
-def sft(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (SFTStageConfig).")):
-    """Stage 1: SFT on reasoning + reflection (TRL SFTTrainer). Overrides: --key value."""
+def sft(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (SFTStageConfig)."),
+        overwrite: bool = OVERWRITE):
+    """Stage 1: SFT on reasoning + reflection (TRL SFTTrainer). Overrides: --key value.
+
+    Rerun with the same output_dir to resume; its config.yaml records the run's settings."""
     from srpo.config import SFTStageConfig, load_config
     from srpo.train.sft import run_sft
 
-    typer.echo(f"final model: {run_sft(load_config(SFTStageConfig, config, ctx.args))}")
+    _report_run(run_sft(load_config(SFTStageConfig, config, ctx.args), overwrite=overwrite))
 
 
 @app.command(context_settings=PASS_THROUGH)
-def rl(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (RLStageConfig).")):
-    """Stage 2: reflection-aware GRPO (TRL GRPOTrainer, SRPO reward). Overrides: --key value."""
+def rl(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (RLStageConfig)."),
+       overwrite: bool = OVERWRITE):
+    """Stage 2: reflection-aware GRPO (TRL GRPOTrainer, SRPO reward). Overrides: --key value.
+
+    Rerun with the same output_dir to resume; its config.yaml records the run's settings."""
     from srpo.config import RLStageConfig, load_config
     from srpo.train.rl import run_rl
 
-    typer.echo(f"final model: {run_rl(load_config(RLStageConfig, config, ctx.args))}")
+    _report_run(run_rl(load_config(RLStageConfig, config, ctx.args), overwrite=overwrite))
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -126,24 +153,44 @@ def plot(
 
 
 @app.command("build-tiny-model")
-def build_tiny_model_cmd(out: Path = typer.Argument(..., help="Directory for the checkpoint.")):
+def build_tiny_model_cmd(
+    out: Path = typer.Argument(..., help="Directory for the checkpoint (new or empty)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not empty (its contents are deleted)."),
+):
     """Build a tiny random Qwen2.5-VL (config, tokenizer, processor) offline."""
+    from srpo.files import OutputPathError, check_output_dir
     from srpo.models import build_tiny_model
 
+    check_output_dir(out, "OUT")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):  # OUT is replaced whole: never the folder we stand in
+        raise OutputPathError(f"OUT {out} is the current folder or holds it; pass a new folder, e.g. {out / 'tiny-model'}")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputPathError(f"OUT {out} is not empty; pass a new folder, or --force to replace it (its contents are deleted)")
     build_tiny_model(out)
     typer.echo(f"tiny model written to {out}")
 
 
 @app.command()
 def synth(
-    out: Path = typer.Argument(..., help="Directory for train.jsonl, test.jsonl and images."),
-    n_train: int = typer.Option(1000),
-    n_test: int = typer.Option(200),
+    out: Path = typer.Argument(..., help="Directory for train.jsonl, test.jsonl and images (new or empty)."),
+    n_train: int = typer.Option(1000, help="Training problems (0 or more)."),
+    n_test: int = typer.Option(200, help="Test problems (0 or more)."),
     seed: int = typer.Option(0),
+    force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not empty (its contents are deleted)."),
 ):
     """Generate synthetic visual reasoning problems (exact answers, worked solutions)."""
     from srpo.data import write_synthetic
+    from srpo.errors import InvalidValue
+    from srpo.files import OutputPathError, check_output_dir
 
+    for flag, n in (("--n-train", n_train), ("--n-test", n_test)):
+        if n < 0:
+            raise InvalidValue(f"{flag} {n}: the number of problems must be 0 or more")
+    check_output_dir(out, "OUT")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):  # OUT is replaced whole: never the folder we stand in
+        raise OutputPathError(f"OUT {out} is the current folder or holds it; pass a new folder, e.g. {out / 'synthetic'}")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputPathError(f"OUT {out} is not empty; pass a new folder, or --force to replace it (its contents are deleted)")
     paths = write_synthetic(out, n_train=n_train, n_test=n_test, seed=seed)
     typer.echo(f"wrote {paths}")
 

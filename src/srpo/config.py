@@ -25,6 +25,71 @@ class ConfigError(UserError, ValueError):
     """A config file or override that cannot be used; the message names the key and its origin."""
 
 
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                 "warmup_stable_decay")
+
+
+def _value(cfg, key):
+    return getattr(cfg, key)
+
+
+def _at_least(cfg, key: str, low: int) -> None:
+    if _value(cfg, key) < low:
+        raise ConfigError(f"{key}: {_value(cfg, key)!r} must be at least {low}")
+
+
+def _positive(cfg, key: str) -> None:
+    if not _value(cfg, key) > 0:
+        raise ConfigError(f"{key}: {_value(cfg, key)!r} must be greater than 0")
+
+
+def _in_range(cfg, key: str, low: float, high: float, *, high_open: bool = False) -> None:
+    value = _value(cfg, key)
+    if not (low <= value < high if high_open else low <= value <= high):
+        raise ConfigError(f"{key}: {value!r} must be in [{low}, {high}{')' if high_open else ']'}")
+
+
+def _check_training(cfg) -> None:
+    """Keys both stage configs share."""
+    cfg.check_model_options()
+    if not cfg.dataset:
+        raise ConfigError("dataset: not set; give the training data (--dataset PATH)")
+    if not cfg.output_dir:
+        raise ConfigError("output_dir: not set; give a folder for checkpoints and the final model")
+    _positive(cfg, "learning_rate")
+    if cfg.max_steps == 0 or cfg.max_steps < -1:
+        raise ConfigError(f"max_steps: {cfg.max_steps} must be a number of optimizer steps >= 1, or -1 to train "
+                          "num_train_epochs epochs")
+    if cfg.max_steps == -1:
+        _positive(cfg, "num_train_epochs")
+    _at_least(cfg, "per_device_train_batch_size", 1)
+    _in_range(cfg, "warmup_ratio", 0.0, 1.0, high_open=True)
+    if cfg.lr_scheduler_type not in LR_SCHEDULERS:
+        raise ConfigError(f"lr_scheduler_type: {cfg.lr_scheduler_type!r} is unknown; use one of {LR_SCHEDULERS}")
+    _at_least(cfg, "logging_steps", 1)
+    _at_least(cfg, "save_steps", 1)
+    if cfg.save_total_limit is not None:
+        _at_least(cfg, "save_total_limit", 1)
+    from srpo.prompts import SYSTEM_PROMPTS
+
+    if cfg.system_prompt and cfg.system_prompt not in SYSTEM_PROMPTS:
+        raise ConfigError(f"system_prompt: {cfg.system_prompt!r} is unknown; use one of {sorted(SYSTEM_PROMPTS)}")
+    _check_report_to(cfg.report_to)
+
+
+def _check_report_to(report_to: list[str]) -> None:
+    from transformers.integrations import get_available_reporting_integrations
+
+    available = get_available_reporting_integrations()
+    for backend in report_to:
+        if backend in ("none", "all") or backend in available:
+            continue
+        raise ConfigError(f"report_to: {backend!r} is not installed here (installed: {available or 'none'}); "
+                          f"`pip install {backend}` or drop it from report_to")
+
+
 @dataclass
 class ModelOptions:
     """How the policy is loaded and which of its parts train."""
@@ -43,6 +108,19 @@ class ModelOptions:
     load_in_4bit: bool = False  # QLoRA: 4-bit NF4 base weights (bitsandbytes, CUDA) under LoRA; needs lora: true
     use_liger_kernel: bool = False  # Liger Triton kernels (RMSNorm, RoPE, SwiGLU); needs `pip install liger-kernel`
     attn_implementation: str | None = None  # e.g. flash_attention_2 or sdpa; None = transformers' default
+
+    def check_model_options(self) -> None:
+        """Values that cannot work, named by key, before anything is loaded."""
+        if not self.model:
+            raise ConfigError("model: not set; give a checkpoint folder or hub id (--model PATH)")
+        _at_least(self, "lora_r", 1)
+        _positive(self, "lora_alpha")
+        _in_range(self, "lora_dropout", 0.0, 1.0, high_open=True)
+        if self.max_pixels is not None:
+            _at_least(self, "max_pixels", 28 * 28)  # one merged 2x2 patch of 14 pixels
+        if self.attn_implementation not in (None, *ATTENTION_IMPLEMENTATIONS) and "/" not in self.attn_implementation:
+            raise ConfigError(f"attn_implementation: {self.attn_implementation!r} is unknown; use one of "
+                              f"{ATTENTION_IMPLEMENTATIONS}, a kernels-hub id, or leave it unset")
 
 
 @dataclass
@@ -66,6 +144,14 @@ class SFTStageConfig(ModelOptions):
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     system_prompt: str = "sft"
     trainer: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        _check_training(self)
+        _at_least(self, "gradient_accumulation_steps", 1)
+        _at_least(self, "max_length", 1)
+
+
+VLLM_MODES = ("colocate", "server")
 
 
 @dataclass
@@ -104,6 +190,32 @@ class RLStageConfig(ModelOptions):
     vllm_tensor_parallel_size: int = 1  # colocate: GPUs per vLLM engine (server mode: set on `trl vllm-serve`)
     vllm_enable_sleep_mode: bool = False  # colocate: vLLM releases its weights and KV cache while the policy trains
     trainer: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        from srpo.rewards import PRESETS
+
+        _check_training(self)
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: {self.preset!r} is unknown; use one of {PRESETS}")
+        if self.num_generations < 2:
+            raise ConfigError(f"num_generations: {self.num_generations} must be at least 2 (GRPO's advantage compares "
+                              "the completions of one prompt with each other)")
+        _at_least(self, "prompts_per_step", 1)
+        _positive(self, "temperature")
+        _in_range(self, "min_lr_rate", 0.0, 1.0)
+        if self.beta < 0:
+            raise ConfigError(f"beta: {self.beta} must be >= 0 (the KL coefficient; the paper uses 0)")
+        _at_least(self, "max_prompt_length", 1)
+        _at_least(self, "max_completion_length", 1)
+        if self.group_accuracy_filter is not None:
+            band = self.group_accuracy_filter
+            if len(band) != 2 or not 0.0 <= band[0] <= band[1] <= 1.0:
+                raise ConfigError(f"group_accuracy_filter: {band} must be [low, high] with 0 <= low <= high <= 1 "
+                                  "(e.g. [0.1, 0.9]), or null")
+        if self.vllm_mode not in VLLM_MODES:
+            raise ConfigError(f"vllm_mode: {self.vllm_mode!r} is unknown; use one of {VLLM_MODES}")
+        _in_range(self, "vllm_gpu_memory_utilization", 0.01, 1.0)
+        _at_least(self, "vllm_tensor_parallel_size", 1)
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
@@ -215,10 +327,6 @@ def _resolve(annotation: Any) -> Any:
     if isinstance(annotation, str):  # `from __future__ import annotations` keeps them as strings
         return eval(annotation, {**vars(typing), "Any": Any, "list": list, "dict": dict})  # noqa: S307
     return annotation
-
-
-def to_yaml(config: Any) -> str:
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 * :func:`atomic_write_text` / :func:`atomic_write_json`: a temporary file beside the target, fsync'ed, then renamed
   over it; a reader sees the old file or the new one, never a torn one.
-* :func:`replace_dir`: the same for a folder (a model, a dataset): written beside the target, then swapped in by
-  renames.
+* :func:`replace_dir` (or :func:`partial_dir` + :func:`swap_in` when several processes write): the same for a
+  folder (a model, a dataset): written beside the target, then swapped in by renames.
 * :func:`cut_torn_tail`: drops a last line left without its newline by a killed writer, before new lines are appended.
 * :func:`check_output_dir`: an output path that is an existing file, or a folder that cannot be written, is a
   `UserError` naming the path, raised before any model is loaded or any request is made.
@@ -50,18 +50,30 @@ def atomic_write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, **dumps_kwargs) + "\n")
 
 
-def replace_dir(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call `write(tmp_dir)`, then swap tmp_dir in at `path` by renames (the old folder, if any, is removed last)."""
+def partial_dir(path: str | Path) -> Path:
+    """Where a folder is written before `swap_in` puts it at `path`."""
     path = Path(path)
-    tmp, old = path.with_name(f".{path.name}.partial"), path.with_name(f".{path.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
+    return path.with_name(f".{path.name}.partial")
+
+
+def swap_in(partial: str | Path, path: str | Path) -> Path:
+    """Put the finished folder `partial` at `path` by renames; the old folder, if any, is removed last."""
+    partial, path = Path(partial), Path(path)
+    old = path.with_name(f".{path.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         path.rename(old)
-    tmp.rename(path)
+    partial.rename(path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def replace_dir(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call `write(partial_folder)`, then swap it in at `path`: a crash leaves the old folder or the new one."""
+    partial = partial_dir(path)
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    return swap_in(partial, path)
 
 
 def cut_torn_tail(path: str | Path) -> bool:

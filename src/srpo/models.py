@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from srpo.errors import UserError
+from srpo.files import check_output_dir, replace_dir
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -184,7 +185,10 @@ def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_V
 def build_tiny_model(
     output_dir: str | Path | None = None, spec: TinyModelSpec | None = None
 ) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLImageProcessor]:
-    """A randomly initialised tiny Qwen2.5-VL and its processor; saved to `output_dir` when given."""
+    """A randomly initialised tiny Qwen2.5-VL and its processor; saved to `output_dir` when given, replacing the
+    folder whole (written beside it, then swapped in: a crash never leaves half a checkpoint)."""
+    if output_dir is not None:
+        check_output_dir(output_dir, "tiny model folder")
     spec = spec or TinyModelSpec()
     processor = build_tiny_processor(spec)
     config = build_tiny_config(processor.tokenizer, spec)
@@ -193,10 +197,13 @@ def build_tiny_model(
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     if output_dir is not None:
-        output_dir = Path(output_dir)
-        model.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
-        (output_dir / "srpo_tiny_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+
+        def save(folder: Path) -> None:
+            model.save_pretrained(folder)
+            processor.save_pretrained(folder)
+            (folder / "srpo_tiny_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+
+        replace_dir(output_dir, save)
     return model, processor
 
 
@@ -223,14 +230,37 @@ def load_processor(path: str | Path):
     return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=chat_template)
 
 
-def load_model(path: str | Path, *, dtype: str | torch.dtype = "auto", device_map=None):
-    """A vision-language model from a local checkpoint or hub id, through the Auto classes."""
+def load_model(path: str | Path, *, dtype: str | torch.dtype = "auto", device_map=None, **kwargs):
+    """A vision-language model from a local checkpoint or hub id, through the Auto classes.
+
+    Every tensor must load: a missing, unexpected or mis-shaped key (transformers only warns) is a ModelLoadError
+    naming the keys, since the model would otherwise run with random weights there."""
     path = str(path)
     _check_local_path(path)
     try:
-        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map)
-    except OSError as exc:
+        model, info = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs)
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot load model weights/config: {exc}") from exc
+    missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    mismatched = sorted(str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys", ()))
+    if missing or unexpected or mismatched:
+        extra = f"; shapes differ for {', '.join(mismatched[:8])}" if mismatched else ""
+        raise ModelLoadError(key_mismatch_message(
+            f"model {path}", missing, unexpected,
+            f"Its weights do not fit the architecture in its config.json{extra}: use the checkpoint folder they were "
+            "saved with, or re-save the model with save_pretrained."))
+    return model
+
+
+def key_mismatch_message(what: str, missing: list[str], unexpected: list[str], fix: str) -> str:
+    def shown(keys: list[str]) -> str:
+        return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+    parts = [f"{len(missing)} of the model's tensors are not in it ({shown(missing)})"] if missing else []
+    if unexpected:
+        parts.append(f"{len(unexpected)} of its tensors are not in the model ({shown(unexpected)})")
+    return f"{what} does not match the model key for key: {'; '.join(parts) or 'tensor shapes differ'}. {fix}"
 
 
 def load_policy(path: str | Path, **kwargs):

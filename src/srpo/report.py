@@ -15,12 +15,12 @@ from srpo.eval.metrics import TRANSITIONS  # noqa: E402
 
 
 def load_log_history(run_dir: str | Path) -> list[dict]:
-    """The log history of a TRL run: `trainer_state.json` of the newest checkpoint in `run_dir` (TRL writes one with
-    every checkpoint), or `run_dir/trainer_state.json` itself."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The log history of a TRL run: `trainer_state.json` of the newest complete checkpoint in `run_dir` (TRL writes
+    one with every checkpoint), or `run_dir/trainer_state.json` itself."""
+    from srpo.train.checkpoints import newest_complete_checkpoint
 
     run_dir = Path(run_dir)
-    newest = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    newest, _ = newest_complete_checkpoint(run_dir)
     path = Path(newest or run_dir) / "trainer_state.json"
     if not path.exists():
         raise MissingPath(f"{run_dir}: no checkpoint-*/trainer_state.json (is it a `srpo rl` output_dir?)")

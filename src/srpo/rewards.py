@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from srpo.answers import is_correct
+from srpo.answers import CheckerProblems, checker_problems, is_correct
 from srpo.errors import InvalidValue
 from srpo.format import ParsedResponse, has_wellformed_reflection, is_five_block, is_single_round, parse_response
 
@@ -217,8 +217,10 @@ def score_response(
     """Score one response against the reference answer ``solution`` with ``preset`` (SPEC §4).
 
     ``token_count`` counts tokens for the length term (default :func:`default_token_count`); ``choices`` are the
-    options of a multiple-choice problem (their text also counts as a correct answer). Raises ``ValueError`` for
-    an unknown preset; never raises on any response string (non-str responses score as ``""``).
+    options of a multiple-choice problem (their text also counts as a correct answer). Answers are checked with
+    :func:`srpo.answers.is_correct`; the ``reference`` preset leaves out its unicode-to-LaTeX step, as the
+    released code has none. Raises ``ValueError`` for an unknown preset; never raises on any response string
+    (non-str responses score as ``""``).
     """
     _check_preset(preset)
     text = response if isinstance(response, str) else ""
@@ -229,9 +231,12 @@ def score_response(
     n = len(parsed.answers)
     first_correct: bool | None = None
     final_correct: bool | None = None
+    unicode_math = preset != "reference"
     if n:
-        first_correct = is_correct(parsed.answers[0], gold, choices=ch)
-        final_correct = first_correct if n == 1 else is_correct(parsed.answers[-1], gold, choices=ch)
+        first_correct = is_correct(parsed.answers[0], gold, choices=ch, unicode_math=unicode_math)
+        final_correct = (
+            first_correct if n == 1 else is_correct(parsed.answers[-1], gold, choices=ch, unicode_math=unicode_math)
+        )
     transition = _transition(bool(first_correct), bool(final_correct)) if n >= 2 else None
 
     if preset == "paper":
@@ -309,6 +314,12 @@ def completion_text(completion: object) -> str:
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class _ScoredBatch:
+    breakdowns: list[RewardBreakdown]
+    checker_problems: CheckerProblems  # answer checks of this batch that timed out or raised (scored as wrong)
+
+
 class _BatchScorer:
     """Scores a batch once and shares the breakdowns between the term functions of one preset (TRL calls each
     reward function with the same batch in turn)."""
@@ -318,9 +329,9 @@ class _BatchScorer:
         self.token_count = token_count
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._value: list[RewardBreakdown] = []
+        self._value = _ScoredBatch([], CheckerProblems())
 
-    def __call__(self, completions: Sequence[Any] | None, columns: Mapping[str, Any]) -> list[RewardBreakdown]:
+    def __call__(self, completions: Sequence[Any] | None, columns: Mapping[str, Any]) -> _ScoredBatch:
         completions = list(completions or [])
         n = len(completions)
         if "answer" not in columns:
@@ -338,18 +349,23 @@ class _BatchScorer:
         with self._lock:
             if key == self._key:
                 return self._value
-        value = [
+        before = checker_problems()
+        breakdowns = [
             score_response(t, g, preset=self.preset, token_count=self.token_count, choices=c)
             for t, g, c in zip(texts, gold_s, choice_t)
         ]
+        value = _ScoredBatch(breakdowns, checker_problems() - before)
         with self._lock:
             self._key, self._value = key, value
         return value
 
 
-def _log_batch_metrics(breakdowns: Sequence[RewardBreakdown], log_metric: Callable[[str, float], Any]) -> None:
-    """Transition rates (over completions with 2+ answers; 0.0 when there are none) and first / final answer
-    accuracy (over all completions; a missing answer counts as wrong)."""
+def _log_batch_metrics(batch: _ScoredBatch, log_metric: Callable[[str, float], Any]) -> None:
+    """Transition rates (over completions with 2+ answers; 0.0 when there are none), first / final answer
+    accuracy (over all completions; a missing answer counts as wrong), and the number of answer checks in the
+    batch that raised (``verify_errors``) or ran out of time (``verify_timeouts``): they scored as wrong answers,
+    and a non-zero count says the accuracy is understated."""
+    breakdowns = batch.breakdowns
     counts = transition_counts(breakdowns)
     with_two = sum(counts[t] for t in TRANSITIONS)
     for t in TRANSITIONS:
@@ -357,6 +373,8 @@ def _log_batch_metrics(breakdowns: Sequence[RewardBreakdown], log_metric: Callab
     n = len(breakdowns)
     log_metric("accuracy/first", sum(1 for b in breakdowns if b.first_correct) / n if n else 0.0)
     log_metric("accuracy/final", sum(1 for b in breakdowns if b.final_correct) / n if n else 0.0)
+    log_metric("verify_errors", float(batch.checker_problems.errors))
+    log_metric("verify_timeouts", float(batch.checker_problems.timeouts))
 
 
 def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> Callable[..., list[float]]:
@@ -367,10 +385,10 @@ def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> 
         log_metric: Callable[[str, float], Any] | None = None,
         **kwargs: Any,
     ) -> list[float]:
-        breakdowns = scorer(completions, kwargs)
+        batch = scorer(completions, kwargs)
         if logs_metrics and callable(log_metric):
-            _log_batch_metrics(breakdowns, log_metric)
-        return [float(getattr(b, term)) for b in breakdowns]
+            _log_batch_metrics(batch, log_metric)
+        return [float(getattr(b, term)) for b in batch.breakdowns]
 
     reward.__name__ = f"{term}_reward"
     reward.__qualname__ = f"{term}_reward"
@@ -384,7 +402,8 @@ def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | 
     the term's weighted contribution, so with :func:`reward_weights` (all 1.0) TRL's weighted sum equals
     ``RewardBreakdown.total``. The gold comes from the dataset column ``answer``, optional options from
     ``choices``. The batch is scored once and shared by the functions; ``accuracy_reward`` also reports the four
-    transition rates and first / final accuracy through TRL's ``log_metric``."""
+    transition rates, first / final accuracy and the answer checks that raised or timed out (``verify_errors``,
+    ``verify_timeouts``) through TRL's ``log_metric``."""
     _check_preset(preset)
     scorer = _BatchScorer(preset, token_count)
     return [_make_term_function(scorer, term, logs_metrics=(term == "accuracy")) for term in PRESET_TERMS[preset]]

@@ -3,10 +3,15 @@ crash").
 
 math-verify's own timeout uses ``signal.alarm`` (whole seconds, main thread only). In the main thread we use it
 (``parsing_timeout`` / ``timeout_seconds`` = ``ceil(timeout)``, at least 1 s, per call: parse gold, parse
-prediction, verify). In any other thread (e.g. an async reward loop) the check runs in a small pool of helper
-processes (``python -c`` children started with :mod:`subprocess`, so the parent's ``__main__`` is never
-re-imported), where math-verify again runs in a main thread with its SIGALRM timeouts; the parent waits at most
-``3 * ceil(timeout) + 1`` seconds for the answer and kills and replaces a stuck helper. A timeout is ``False``.
+prediction, verify each gold / prediction pair). In any other thread (e.g. an async reward loop) the check runs in
+a small pool of helper processes (``python -c`` children started with :mod:`subprocess`, so the parent's
+``__main__`` is never re-imported), where math-verify again runs in a main thread with its SIGALRM timeouts; the
+parent waits at most ``3 * ceil(timeout) + 1`` seconds for the answer and kills and replaces a stuck helper.
+
+Left to itself math-verify turns a timeout or an exception into ``[]`` / ``False``, which cannot be told apart
+from a completed "not equal". We call it with ``raise_on_error=True`` instead, so :func:`verify_equal` returns
+only completed results and raises :class:`CheckTimeout` or :class:`CheckError` otherwise. Only a completed gold
+parse is cached (``functools.lru_cache`` does not store a call that raised).
 """
 
 from __future__ import annotations
@@ -23,8 +28,22 @@ import threading
 logger = logging.getLogger(__name__)
 
 
+class CheckTimeout(Exception):
+    """A math-verify call ran out of time: no answer (never cached; the next call tries again)."""
+
+
+class CheckError(Exception):
+    """math-verify raised: no answer."""
+
+
 def _alarm_seconds(timeout: float) -> int:
     return max(1, int(math.ceil(timeout)))
+
+
+def _describe(e: BaseException) -> str:
+    # Only a message that is already a string: turning sympy objects into text can itself hang (math-verify's note).
+    message = e.args[0] if e.args and isinstance(e.args[0], str) else ""
+    return f"{type(e).__name__}: {message[:200]}" if message else type(e).__name__
 
 
 @functools.lru_cache(maxsize=2**16)
@@ -32,12 +51,14 @@ def _parse_gold(gold: str, seconds: int):
     from math_verify import parse
 
     # SPEC §4: "parse the reference wrapped as $gold$"
-    return parse(f"${gold}$", parsing_timeout=seconds)
+    return parse(f"${gold}$", parsing_timeout=seconds, raise_on_error=True)
 
 
 def _mv_check(pred: str, gold: str, seconds: int) -> bool:
-    """math-verify in the *main thread* of this process, each call bounded by SIGALRM (math-verify's timeout)."""
+    """math-verify in the *main thread* of this process, each call bounded by SIGALRM (math-verify's timeout).
+    Raises :class:`CheckTimeout` / :class:`CheckError` when no pair compared equal and a call did not complete."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
+    from math_verify.errors import TimeoutException
 
     try:
         gold_parsed = _parse_gold(gold, seconds)
@@ -49,15 +70,28 @@ def _mv_check(pred: str, gold: str, seconds: int) -> bool:
             f"${pred}$",
             extraction_config=[ExprExtractionConfig(), LatexExtractionConfig(), StringExtractionConfig()],
             parsing_timeout=seconds,
+            raise_on_error=True,
         )
-        if not pred_parsed:
-            return False
-        # math-verify's documented argument order: gold first, prediction second.
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
-    except BaseException as e:  # TimeoutException derives from BaseException
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        return False
+    except TimeoutException as e:
+        raise CheckTimeout(f"parsing took over {seconds} s") from e
+    except Exception as e:
+        raise CheckError(_describe(e)) from e
+    # verify(gold, pred) is true when any pair is; compared pair by pair so that one pair that times out or raises
+    # does not hide another pair that completes equal.
+    failure: Exception | None = None
+    for g in gold_parsed:
+        for p in pred_parsed:
+            try:
+                # math-verify's documented argument order: gold first, prediction second.
+                if verify(g, p, timeout_seconds=seconds, raise_on_error=True):
+                    return True
+            except TimeoutException:
+                failure = failure or CheckTimeout(f"comparison took over {seconds} s")
+            except Exception as e:
+                failure = failure or CheckError(_describe(e))
+    if failure is not None:
+        raise failure
+    return False
 
 
 class _Helper:
@@ -111,11 +145,13 @@ def _helper_main(fd: int) -> None:  # pragma: no cover - runs in the helper proc
         except (EOFError, OSError):
             return
         try:
-            res = _mv_check(pred, gold, seconds)
-        except BaseException:
-            res = False
+            reply = ("done", bool(_mv_check(pred, gold, seconds)))
+        except CheckTimeout as e:
+            reply = ("timeout", str(e))
+        except BaseException as e:  # the parent must get an answer whatever happened here
+            reply = ("error", str(e) if isinstance(e, CheckError) else _describe(e))
         try:
-            conn.send(bool(res))
+            conn.send(reply)
         except (EOFError, OSError):
             return
 
@@ -135,40 +171,38 @@ class _HelperPool:
             if helper is None:
                 try:
                     helper = _Helper()
-                except Exception:
-                    logger.warning("could not start a math-verify helper process; answer counted wrong", exc_info=True)
-                    return False
-            ok = False
+                except Exception as e:
+                    raise CheckError(f"could not start a math-verify helper process ({_describe(e)})") from e
+            reusable = False
             try:
                 helper.conn.send((pred, gold, seconds))
                 # three bounded math-verify calls (parse gold, parse prediction, verify) + IPC slack
-                if helper.conn.poll(3 * seconds + 1.0):
-                    res = bool(helper.conn.recv())
-                    ok = True
-                    return res
-                logger.warning("math-verify helper timed out; restarting it")
-                return False
-            except (EOFError, OSError):
-                return False
+                if not helper.conn.poll(3 * seconds + 1.0):
+                    raise CheckTimeout(f"math-verify helper gave no answer within {3 * seconds + 1} s; restarted it")
+                kind, value = helper.conn.recv()
+                reusable = True
+            except (EOFError, OSError) as e:
+                raise CheckError(f"math-verify helper process died ({_describe(e)}); restarted it") from e
             finally:
-                if ok:
+                if reusable:
                     with self._lock:
                         self._idle.append(helper)
                 else:
                     helper.kill()
-
-    def close(self) -> None:
-        with self._lock:
-            helpers, self._idle = self._idle, []
-        for h in helpers:
-            h.kill()
+            if kind == "timeout":
+                raise CheckTimeout(value)
+            if kind == "error":
+                raise CheckError(value)
+            return value
 
 
 _POOL = _HelperPool(size=int(os.environ.get("SRPO_VERIFY_WORKERS", "2") or 2))
 
 
 def verify_equal(pred: str, gold: str, timeout: float) -> bool:
-    """math-verify's `verify(parse("$gold$"), parse(pred))`, bounded by `timeout` seconds; a timeout is False."""
+    """math-verify's `verify(parse("$gold$"), parse(pred))`, bounded by `timeout` seconds. Returns only completed
+    results; raises :class:`CheckTimeout` when a call ran out of time and :class:`CheckError` when math-verify
+    (or its helper process) failed."""
     seconds = _alarm_seconds(timeout)
     if threading.current_thread() is threading.main_thread():
         return _mv_check(pred, gold, seconds)

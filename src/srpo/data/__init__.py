@@ -1,5 +1,7 @@
-"""Problem records: schema, loaders/writers, and procedural synthetic problems."""
+"""Problem records: schema, loaders/writers, image checks against a model's processor, and procedural synthetic
+problems."""
 
+from srpo.data.images import ImageRejection, check_images, reject_images
 from srpo.data.loaders import (
     DataError,
     LoadReport,
@@ -16,13 +18,16 @@ __all__ = [
     "CHOICE_LETTERS",
     "DataError",
     "FAMILIES",
+    "ImageRejection",
     "LoadReport",
     "Problem",
     "ProblemError",
+    "check_images",
     "generate_problems",
     "load_problems",
     "problems_to_dataset",
     "question_with_choices",
+    "reject_images",
     "row_to_problem",
     "save_problems",
     "write_synthetic",

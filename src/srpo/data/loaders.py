@@ -2,6 +2,10 @@
 
 Every bad row raises `DataError` naming the file, the line (JSONL, 1-based) or row (Parquet/datasets, 0-based) and
 the field. With `skip_bad=True` bad rows are skipped instead, and counted by reason in an optional `LoadReport`.
+A file that cannot be read at all (not Parquet, not a datasets folder) is a `DataError` even with `skip_bad`.
+
+`check_images` / `reject_images` ask a model's image processor which items' images it would refuse (an aspect
+ratio over 200 for Qwen2-VL), so they are named or skipped before training or generation instead of failing a batch.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ CHOICE_KEYS = ("choices", "options")
 KNOWN_KEYS = {"id", "images", "image", "answer_type", "source", "solution", "metadata"}
 KNOWN_KEYS |= set(QUESTION_KEYS) | set(ANSWER_KEYS) | set(CHOICE_KEYS)
 
-# Reasons a row is rejected (the keys of `LoadReport.skipped`).
+# Reasons a row is rejected (the keys of `LoadReport.skipped`); "invalid_file" stops the load even with skip_bad.
 REASONS = (
+    "invalid_file",
+    "invalid_encoding",
     "invalid_json",
     "invalid_row",
     "missing_question",
@@ -39,6 +45,7 @@ REASONS = (
     "invalid_choices",
     "invalid_field",
     "duplicate_id",
+    "image_rejected",
 )
 
 
@@ -120,29 +127,58 @@ def _rows(path: Path) -> Iterator[tuple[str, str, Path, dict | DataError]]:
     elif path.suffix == ".parquet":
         yield from _parquet_rows(path)
     else:
-        raise DataError(str(path), None, "invalid_row", "unknown format; use a .jsonl file, a .parquet file or a folder written by datasets' save_to_disk")
+        raise DataError(str(path), None, "invalid_file", "unknown format; use a .jsonl file, a .parquet file or a folder written by datasets' save_to_disk")
 
 
 def _jsonl_rows(path: Path):
     base = path.resolve().parent
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes: a line that is not UTF-8 is reported with its number, not as a traceback
+        for line_no, raw in enumerate(f, start=1):
+            where = f"{path}:{line_no}"
+            default_id = f"{path.stem}-{line_no}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield where, default_id, base, DataError(
+                    where, None, "invalid_encoding",
+                    f"not UTF-8 text (byte {e.start + 1} of the line is 0x{raw[e.start]:02x}); save the file as UTF-8")
+                continue
+            if line_no == 1:
+                line = line.removeprefix("\ufeff")  # the byte-order mark some editors write
             if not line.strip():
                 continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                row = DataError(where, None, "invalid_json", f"invalid JSON ({e.msg} at column {e.colno}); each line must be one JSON object")
-            yield where, f"{path.stem}-{line_no}", base, row
+            yield where, default_id, base, _parse_json_line(line, where, line_no)
+
+
+def _parse_json_line(line: str, where: str, line_no: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        hint = "each line must be one JSON object"
+        if line_no == 1 and line.strip() in ("[", "{"):
+            hint = "this looks like pretty-printed JSON; write one JSON object per line (JSONL)"
+        return DataError(where, None, "invalid_json", f"invalid JSON ({e.msg} at column {e.colno}); {hint}")
+    except RecursionError:
+        return DataError(where, None, "invalid_json", "JSON nested too deeply to read; each line must be one JSON object")
 
 
 def _parquet_rows(path: Path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     base = path.resolve().parent
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=256)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(str(path), None, "invalid_file", f"not a readable Parquet file ({e}); pass a .parquet file written by pyarrow/pandas/datasets, or rename a JSON Lines file to .jsonl") from None
     index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{path}:row {index}", None, "invalid_file", f"the file cannot be read from this row on ({e}); it is truncated or corrupt: write it again") from None
+        if batch is None:
+            return
         for row in batch.to_pylist():
             yield f"{path}:row {index}", f"{path.stem}-{index}", base, row
             index += 1
@@ -152,11 +188,14 @@ def _dataset_rows(path: Path):
     import datasets
 
     if not any((path / name).exists() for name in ("state.json", "dataset_dict.json")):
-        raise DataError(str(path), None, "invalid_row", "folder is not a datasets save_to_disk folder (no state.json); pass a .jsonl or .parquet file instead")
-    ds = datasets.load_from_disk(str(path))
+        raise DataError(str(path), None, "invalid_file", "folder is not a datasets save_to_disk folder (no state.json); pass a .jsonl or .parquet file instead")
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (ValueError, OSError) as e:  # a broken state.json or arrow shard (pyarrow's errors are ValueErrors)
+        raise DataError(str(path), None, "invalid_file", f"the datasets folder cannot be read ({type(e).__name__}: {_shorten(str(e))}); it is incomplete or corrupt: save it again") from None
     if isinstance(ds, datasets.DatasetDict):
         if len(ds) != 1:
-            raise DataError(str(path), None, "invalid_row", f"holds splits {sorted(ds)}; pass one split's folder, e.g. {path / sorted(ds)[0]}")
+            raise DataError(str(path), None, "invalid_file", f"holds splits {sorted(ds)}; pass one split's folder, e.g. {path / sorted(ds)[0]}")
         ds = next(iter(ds.values()))
     ds = ds.with_format("arrow")  # raw rows: images stay {"bytes", "path"} so a bad one is reported, not raised
     base = path.resolve()
@@ -169,7 +208,7 @@ def _dataset_rows(path: Path):
 def row_to_problem(row: Any, *, where: str, default_id: str, base_dir: Path) -> Problem:
     """One raw record (a dict from JSON, Parquet or datasets) to a `Problem`; `DataError` naming the field if bad."""
     if not isinstance(row, dict):
-        raise DataError(where, None, "invalid_row", f"expected a JSON object with question/answer fields, got {type(row).__name__}")
+        raise DataError(where, None, "invalid_row", f"is a JSON {_json_kind(row)}, not an object; each line must be one object like {{\"question\": ..., \"answer\": ...}}")
     question = _first(row, QUESTION_KEYS)
     if not isinstance(question, str) or not question.strip():
         raise DataError(where, "question", "missing_question", f"missing or empty question (looked for {', '.join(QUESTION_KEYS)})")
@@ -206,6 +245,18 @@ def row_to_problem(row: Any, *, where: str, default_id: str, base_dir: Path) -> 
         field_name = m.group(1) if m else None
         is_choice = field_name is not None and field_name.startswith("choices")
         raise DataError(where, field_name, "invalid_choices" if is_choice else "invalid_field", str(e)) from None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null" if value is None else type(value).__name__
 
 
 def _first(row: dict, keys: tuple[str, ...]) -> Any:
@@ -311,12 +362,24 @@ def _load_image(value: Any, field: str, base_dir: Path, where: str) -> Image.Ima
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _decode(bytes(value), field, where, "image bytes")
     if isinstance(value, (str, Path)):
-        resolved = Path(value).expanduser()
-        if not resolved.is_absolute():
-            resolved = base_dir / resolved
-        if not resolved.is_file():
-            raise DataError(where, field, "image_not_found", f"image '{value}' not found (resolved to {resolved.resolve()}); relative paths are resolved against the data file's folder")
-        return _decode(resolved.read_bytes(), field, where, f"image '{value}'")
+        shown = _shorten(str(value))
+        if "\x00" in str(value):  # the OS cannot open such a path; it is a mangled string
+            raise DataError(where, field, "invalid_field", f"image path {shown!r} contains a NUL byte (\\x00) at position {str(value).index(chr(0))}; fix the path in the data file")
+        try:
+            resolved = Path(value).expanduser()
+            if not resolved.is_absolute():
+                resolved = base_dir / resolved
+            found = resolved.is_file()
+        except (OSError, RuntimeError) as e:  # a name too long, an unknown ~user
+            detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise DataError(where, field, "image_not_found", f"image path {shown!r} cannot be used ({detail}); fix the path in the data file") from None
+        if not found:
+            raise DataError(where, field, "image_not_found", f"image '{shown}' not found (resolved to {_shorten(str(resolved.resolve()))}); relative paths are resolved against the data file's folder")
+        try:
+            data = resolved.read_bytes()
+        except OSError as e:
+            raise DataError(where, field, "image_unreadable", f"image '{shown}' cannot be read ({type(e).__name__}: {e.strerror}); check its permissions") from None
+        return _decode(data, field, where, f"image '{shown}'")
     raise DataError(where, field, "image_unreadable", f"unsupported image value of type {type(value).__name__}; use a path, bytes, a {{'bytes', 'path'}} dict or a PIL image")
 
 
@@ -329,6 +392,10 @@ def _decode(data: bytes, field: str, where: str, what: str) -> Image.Image:
     except Exception as e:  # PIL raises many kinds for truncated or garbage data
         detail = "not a recognised image format" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}"
         raise DataError(where, field, "image_unreadable", f"{what} cannot be decoded ({detail}); the file is corrupt or not an image") from None
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _safe_name(text: str) -> str:

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from srpo.data.loaders import save_problems
 from srpo.data.schema import CHOICE_LETTERS, Problem
 from srpo.errors import InvalidValue
+from srpo.files import check_output_dir, replace_dir
 
 FAMILIES = ("count_shapes", "color_sum", "bar_chart", "compare_lengths", "shape_color")
 DIFFICULTIES = (1, 2, 3)
@@ -91,12 +92,23 @@ def generate_problems(
 
 
 def write_synthetic(out_dir: str | Path, n_train: int, n_test: int, seed: int = 0, **kwargs) -> tuple[Path, Path]:
-    """Write `train.jsonl` (seed `seed`) and `test.jsonl` (seed `seed + TEST_SEED_OFFSET`) with PNGs under `images/`."""
+    """Write `train.jsonl` (seed `seed`) and `test.jsonl` (seed `seed + TEST_SEED_OFFSET`) with PNGs under `images/`.
+
+    The folder is written beside `out_dir` and swapped in whole, replacing what was there: a crash leaves the old
+    folder or the new one, never a mix.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train = save_problems(generate_problems(n_train, seed=seed, **kwargs), out_dir / "train.jsonl")
-    test = save_problems(generate_problems(n_test, seed=seed + TEST_SEED_OFFSET, **kwargs), out_dir / "test.jsonl")
-    return train, test
+    check_output_dir(out_dir, "synthetic data folder")
+    train = generate_problems(n_train, seed=seed, **kwargs)  # bad arguments stop here, before anything is written
+    test = generate_problems(n_test, seed=seed + TEST_SEED_OFFSET, **kwargs)
+
+    def write(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        save_problems(train, folder / "train.jsonl")
+        save_problems(test, folder / "test.jsonl")
+
+    replace_dir(out_dir, write)
+    return out_dir / "train.jsonl", out_dir / "test.jsonl"
 
 
 # ---- drawing helpers ----------------------------------------------------------------------------------------------

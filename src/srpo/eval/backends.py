@@ -18,11 +18,11 @@ OnResult = Callable[[object, str, "int | None"], None]
 def pick_backend(model: str, backend: str = "auto") -> str:
     """auto: an http(s) URL -> openai; else vllm when it is installed and a GPU is visible; else local."""
     if backend not in BACKENDS:
-        raise InvalidValue(f"unknown backend {backend!r}; use one of {BACKENDS}")
+        raise InvalidValue(f"--backend {backend!r} is not a backend; use one of {list(BACKENDS)}")
     if backend != "auto":
         if backend == "openai" and not is_url(model):
             raise InvalidValue(f"--backend openai needs --model to be the server's base URL (http://host:port/v1), "
-                             f"got {model!r}")
+                               f"got {model!r}")
         return backend
     if is_url(model):
         return "openai"

@@ -134,16 +134,10 @@ def _mathverse_prompt(rec: dict) -> str:
     return f"Please first conduct reasoning, and then answer the question and {ask}.\nQuestion: {q}"
 
 
-def _mmmu_options(rec: dict) -> list[str]:
-    from srpo.eval.scoring.mmmu_pro import parse_options
-
-    return parse_options(rec["options"])
-
-
-def _mmmu_pro_prompt(rec: dict, split: str) -> str:
+def _mmmu_pro_prompt(rec: dict, split: str, options: list[str]) -> str:
     if split == "vision":
         return MMMU_PRO_PROMPTS["vision"]
-    opts = "\n".join(f"{c}. {o}" for c, o in zip(letters(len(_mmmu_options(rec))), _mmmu_options(rec)))
+    opts = "\n".join(f"{c}. {o}" for c, o in zip(letters(len(options)), options))
     return f"{rec['question']}\n{opts}\n{MMMU_PRO_PROMPTS['standard']}"
 
 
@@ -183,6 +177,7 @@ SPECS: dict[str, Spec] = {
                      "hf or a datasets save_to_disk folder, or put them in --images DIR named <id>_<k>.png "
                      "(standard) / <id>.png (vision)."),
 }
+PROBLEM_FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 SPLIT_ALIASES = {"standard": "standard10", "standard-10": "standard10", "standard (10 options)": "standard10",
                  "standard-4": "standard4", "standard (4 options)": "standard4", "text_only": "testmini_text_only",
                  "visualizer": "visualizer_sample"}
@@ -293,12 +288,12 @@ def canonical(name: str, split: str | None) -> tuple[str, str]:
         key, split = key.split(":", 1)
     key = NAME_ALIASES.get(key, key)
     if key not in SPECS:
-        raise InvalidValue(f"unknown benchmark {name!r}: use one of {sorted(SPECS)} or a JSONL/Parquet/datasets path "
-                         "in the srpo problem schema")
+        raise InvalidValue(f"--benchmark {name!r} is not a known benchmark; use one of {sorted(SPECS)} (NAME:SPLIT "
+                           "allowed) or the path of a JSONL / Parquet / datasets problem file")
     spec = SPECS[key]
     split = SPLIT_ALIASES.get((split or spec.default).lower(), (split or spec.default).lower())
     if split not in spec.splits:
-        raise InvalidValue(f"{key}: unknown split {split!r}; use one of {list(spec.splits)}")
+        raise InvalidValue(f"{key}: unknown split {split!r} (--split, or NAME:SPLIT); use one of {list(spec.splits)}")
     return key, split
 
 
@@ -309,8 +304,16 @@ def build_item(name: str, split: str, rec: dict, images: list) -> BenchItem:
         iid, prompt = str(rec["id"]), _mathvision_prompt(rec)
     elif name == "mathverse":
         iid, prompt = str(rec.get("sample_index", rec.get("pid"))), _mathverse_prompt(rec)
-    else:
-        iid, prompt = str(rec["id"]), _mmmu_pro_prompt(rec, split)
+    else:  # mmmu_pro: the options scored are the ones shown (shuffled ones in first-release rows)
+        from srpo.eval.scoring.mmmu_pro import shown_options
+
+        iid = str(rec["id"])
+        try:
+            options, answer = shown_options(rec)
+        except InvalidValue as exc:
+            raise InvalidValue(f"mmmu_pro {split}: {exc}") from None
+        return BenchItem(id=iid, prompt=_mmmu_pro_prompt(rec, split, options), record=rec, gold=str(answer),
+                         images=images)
     return BenchItem(id=iid, prompt=prompt, record=rec, gold=str(rec.get("answer")), images=images)
 
 
@@ -320,10 +323,14 @@ def load_benchmark(name: str, *, split: str | None = None, data: str | Path | No
     files, "hf" (datasets.load_dataset), a datasets save_to_disk folder or a Parquet file. `images`: the image folder
     when it is not where the official layout puts it. `limit`: the first N items only."""
     key = str(name).lower().split(":")[0]
-    if NAME_ALIASES.get(key, key) not in SPECS and Path(str(name)).exists():
-        from srpo.eval.problems import load_problem_benchmark
+    if NAME_ALIASES.get(key, key) not in SPECS:
+        if Path(str(name)).exists():
+            from srpo.eval.problems import load_problem_benchmark
 
-        return load_problem_benchmark(Path(name), limit=limit)
+            return load_problem_benchmark(Path(name), limit=limit)
+        if Path(str(name)).suffix in PROBLEM_FILE_SUFFIXES or "/" in str(name):
+            raise MissingPath(f"--benchmark {name}: no such problem file; check the path, or use one of "
+                              f"{sorted(SPECS)}")
     name, split = canonical(name, split)
     data_s = None if data is None else str(data)
     if data_s is not None and (data_s == "hf" or Path(data_s).suffix == ".parquet"

@@ -9,6 +9,9 @@ from typing import Optional
 
 import typer
 
+from srpo.errors import InvalidValue, MissingPath
+from srpo.files import atomic_write_json, check_output_file
+
 eval_app = typer.Typer(help="Evaluate a model on a benchmark, rescore output files, compare runs.",
                        invoke_without_command=True, pretty_exceptions_enable=False)
 
@@ -64,7 +67,9 @@ def eval_main(
         return
     if not (model and benchmark and out):
         if model or benchmark or out:
-            raise typer.BadParameter("--model, --benchmark and --out are all required")
+            lacking = [name for name, value in (("--model", model), ("--benchmark", benchmark), ("--out", out))
+                       if not value]
+            raise InvalidValue(f"--model, --benchmark and --out are all required; add {' and '.join(lacking)}")
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     from srpo.eval.driver import EvalConfig, run_eval
@@ -90,7 +95,7 @@ def score_path(outputs: Path, mode: str, out: Optional[Path]) -> Path:
 @eval_app.command("score")
 def score_cmd(
     benchmark: str = typer.Option(..., "--benchmark", help="mathvista | mathverse | mathvision | mmmu_pro"),
-    outputs: Path = typer.Option(..., "--outputs", exists=True, dir_okay=False, help="Official-format output file."),
+    outputs: Path = typer.Option(..., "--outputs", help="Official-format output file."),
     mode: str = MODE,
     legacy_int: bool = typer.Option(False, "--legacy-int", help="MathVista: the older integer normaliser."),
     field: Optional[str] = typer.Option(None, help="Field to score (default: the scorer's, e.g. MathVista "
@@ -102,13 +107,24 @@ def score_cmd(
     judge_key_env: str = JUDGE_KEY,
 ):
     """Rescore an official-format output file; prints the score and writes the score JSON (official shape + mode)."""
-    from srpo.eval.scoring import get_scorer, rescore
+    from srpo.eval.endpoint import is_url
+    from srpo.eval.scoring import MODES, get_scorer, rescore
 
     name = get_scorer(benchmark).BENCHMARK
+    if not outputs.exists():
+        raise MissingPath(f"--outputs {outputs} does not exist; pass the output file to rescore")
+    if not outputs.is_file():
+        raise InvalidValue(f"--outputs {outputs} is a folder; pass the output file to rescore")
+    if mode not in MODES:
+        raise InvalidValue(f"--mode {mode!r} is not a scoring mode; use one of {list(MODES)}")
     if legacy_int and name != "mathvista":
-        raise typer.BadParameter("--legacy-int applies to mathvista only")
+        raise InvalidValue("--legacy-int applies to mathvista only; drop it")
     if data is not None and name != "mathvision":
-        raise typer.BadParameter("--data applies to mathvision only (the other output files carry their answers)")
+        raise InvalidValue("--data applies to mathvision only (the other output files carry their answers); drop it")
+    if judge_url is not None and not is_url(judge_url):
+        raise InvalidValue(f"--judge-url {judge_url!r} is not an http(s) URL; pass the judge's OpenAI-compatible "
+                           "base URL (https://host/v1)")
+    path = check_output_file(score_path(outputs, mode, out), "score file (--out)")
     judge = _judge_config(judge_url, judge_model, judge_key_env).build()
     options: dict = {"judge": judge}
     if field is not None:
@@ -121,12 +137,7 @@ def score_cmd(
     scoring = {"mode": result.mode, "benchmark": name, "outputs": str(outputs), "n": result.n,
                "correct": result.correct, "accuracy": result.accuracy, "unparsed": result.unparsed,
                "options": result.options, "judge": judge.describe() if judge is not None else None}
-    path = score_path(outputs, mode, out)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**result.to_official_json(), "scoring": scoring}, indent=2, ensure_ascii=False))
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot write {path} ({exc}); pass --out FILE_OR_DIR") from exc
+    atomic_write_json(path, {**result.to_official_json(), "scoring": scoring})
     typer.echo(f"{name} {result.mode}: {result.correct}/{result.n} = {result.accuracy:.2f}% "
                f"(unparsed {result.unparsed})")
     typer.echo(f"scores: {path}")

@@ -11,28 +11,36 @@ reflection metrics, and write the run folder:
 
 The final answer is what is scored (SPEC §6). Official mode hands the scorer the whole response (each protocol
 extracts the last answer). srpo_compat extracts the FIRST <answer> block, so it gets the response from the last
-<answer> block on. First-answer accuracy scores the response cut after the first </answer> the same way.
+<answer> block on. First-answer accuracy scores, the same way, the response cut after its first answer block as the
+reward's parser (srpo.format.parse_response) finds it, so evaluation and reward judge the same first answer.
+
+Every setting is checked before the run folder is created or a model loaded; run.json and every summary are written
+atomically (srpo.files), and a line of responses.jsonl torn by a kill is cut off before new lines are appended.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from srpo.errors import InvalidValue
+from srpo.errors import InvalidValue, MissingPath
 from srpo.eval import problems as problem_scorer
 from srpo.eval.backends import generate, pick_backend, token_counter
 from srpo.eval.benchmarks import Benchmark, load_benchmark
+from srpo.eval.endpoint import is_url
 from srpo.eval.judge import JudgeConfig
 from srpo.eval.metrics import ScoredResponse, reflection_metrics
 from srpo.eval.scoring import get_scorer
-from srpo.eval.scoring.common import ScoreResult, make_result
+from srpo.eval.scoring.common import MODES, ScoreResult, make_result
+from srpo.files import atomic_write_json, atomic_write_text, check_output_dir, cut_torn_tail
 from srpo.format import is_five_block, parse_response
-from srpo.prompts import system_prompt
+from srpo.prompts import SYSTEM_PROMPTS, system_prompt
 
 logger = logging.getLogger(__name__)
 GENERATION_KEYS = ("model", "backend", "served_model", "benchmark", "split", "prompt", "max_new_tokens")
@@ -63,6 +71,55 @@ class EvalConfig:
     progress: bool = True
 
 
+# --- checks before anything is created, loaded or requested -----------------------------------------------
+
+MODEL_FORMS = ("pass a checkpoint folder (config.json + weights), an OpenAI-compatible base URL "
+               "(http://host:port/v1) or a hub id such as Qwen/Qwen2.5-VL-7B-Instruct")
+
+
+def check_model(model: str) -> None:
+    """--model is an http(s) URL with a host, a hub id ("org/name", not a local path), or a checkpoint folder."""
+    if is_url(model):
+        if not urlsplit(model).netloc:
+            raise InvalidValue(f"--model {model!r} is a URL without a host; {MODEL_FORMS}")
+        return
+    path = Path(model).expanduser()
+    # the rule srpo.models applies: "org/name" that is not on disk is a hub id; anything else is a local path
+    if not (model.startswith((".", "/", "~")) or path.exists() or model.count("/") != 1):
+        return
+    if not path.exists():
+        raise MissingPath(f"--model {model}: no such folder; {MODEL_FORMS}")
+    if not (path / "config.json").is_file():
+        what = "a file" if path.is_file() else "a folder without config.json"
+        raise InvalidValue(f"--model {model} is {what}, not a checkpoint folder; {MODEL_FORMS}")
+
+
+def check_config(cfg: EvalConfig) -> str:
+    """Every setting that can be checked without loading a model or sending a request; returns the backend."""
+    if cfg.prompt not in SYSTEM_PROMPTS:
+        raise InvalidValue(f"--prompt {cfg.prompt!r} is not a system prompt; use one of {sorted(SYSTEM_PROMPTS)}")
+    if cfg.mode not in MODES:
+        raise InvalidValue(f"--mode {cfg.mode!r} is not a scoring mode; use one of {list(MODES)}")
+    for name, value in (("--max-new-tokens", cfg.max_new_tokens), ("--batch-size", cfg.batch_size),
+                        ("--concurrency", cfg.concurrency)):
+        if value <= 0:
+            raise InvalidValue(f"{name} must be a positive number, got {value}")
+    if cfg.limit is not None and cfg.limit < 0:
+        raise InvalidValue(f"--limit must be 0 or more (the first N items), got {cfg.limit}")
+    if cfg.request_retries < 0:
+        raise InvalidValue(f"request_retries must be 0 or more, got {cfg.request_retries}")
+    if cfg.judge.base_url and not is_url(cfg.judge.base_url):
+        raise InvalidValue(f"--judge-url {cfg.judge.base_url!r} is not an http(s) URL; pass the judge's "
+                           "OpenAI-compatible base URL (https://host/v1)")
+    check_model(cfg.model)
+    backend = pick_backend(cfg.model, cfg.backend)
+    if backend in ("local", "vllm") and is_url(cfg.model):
+        raise InvalidValue(f"--backend {backend} loads a checkpoint, but --model is a URL ({cfg.model}); use "
+                           "--backend openai (or auto) for an endpoint, or pass a checkpoint")
+    check_output_dir(cfg.out, "--out")
+    return backend
+
+
 # --- views of a response ----------------------------------------------------------------------------------------
 
 def final_view(response: str, mode: str) -> str:
@@ -72,11 +129,15 @@ def final_view(response: str, mode: str) -> str:
 
 
 def first_view(response: str) -> str | None:
-    """The response up to the end of its first answer block; None when there are fewer than two answers."""
+    """The response up to the end of its first answer block as srpo.format.parse_response (the reward's parser) finds
+    it, so that its last answer block is the reward's first answer; None when there are fewer than two answers.
+
+    A "</answer>" that closes no block (quoted inside the first <think>, say) does not end the view: the parser reads
+    left to right, so the shortest prefix ending in "</answer>" that holds an answer block ends at the first one."""
     if len(parse_response(response).answers) < 2:
         return None
-    end = response.find("</answer>")
-    return response[: end + len("</answer>")] if end >= 0 else None
+    ends = (m.end() for m in re.finditer("</answer>", response))
+    return next(response[:end] for end in ends if parse_response(response[:end]).answers)
 
 
 def score_text(bench: Benchmark, record: dict, text: str, mode: str, judge, legacy_int: bool) -> dict:
@@ -115,56 +176,74 @@ def write_official_outputs(bench: Benchmark, rows: list[dict], out_dir: Path, mo
     """rows: per item {item, response, extraction, prediction, correct}."""
     name = bench.scorer or "problems"
     if name == "mathvista":
-        path = out_dir / "outputs_mathvista.json"
         data = {r["item"].id: {**_clean(r["item"].record), "query": r["item"].prompt, "response": r["response"],
                                "extraction": r["extraction"], "prediction": r["prediction"],
                                "true_false": r["correct"]} for r in rows}
-        path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
-        return path
+        return atomic_write_json(out_dir / "outputs_mathvista.json", data, indent=1)
     if name == "mathverse":
-        path = out_dir / "outputs_mathverse.json"
         data = [{**_clean(r["item"].record), "model_answer": r["response"], "extraction": r["extraction"],
                  "true_false": r["correct"]} for r in rows]
-        path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
-        return path
-    path = out_dir / f"outputs_{name}.jsonl"
-    with path.open("w", encoding="utf-8") as f:
-        for r in rows:
-            rec = _clean(r["item"].record)
-            if name == "mathvision":
-                line = {"id": rec["id"], "model": model, "response": r["response"], "model_answer": r["extraction"],
-                        "correct": r["correct"]}
-            elif name == "mmmu_pro":
-                line = {**rec, "response": r["response"], "pred_indexs": r["prediction"], "if_right": r["correct"]}
-            else:
-                line = {**rec, "response": r["response"], "extraction": r["extraction"],
-                        "prediction": r["prediction"], "correct": r["correct"]}
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
-    return path
+        return atomic_write_json(out_dir / "outputs_mathverse.json", data, indent=1)
+    lines = []
+    for r in rows:
+        rec = _clean(r["item"].record)
+        if name == "mathvision":
+            line = {"id": rec["id"], "model": model, "response": r["response"], "model_answer": r["extraction"],
+                    "correct": r["correct"]}
+        elif name == "mmmu_pro":
+            line = {**rec, "response": r["response"], "pred_indexs": r["prediction"], "if_right": r["correct"]}
+        else:
+            line = {**rec, "response": r["response"], "extraction": r["extraction"],
+                    "prediction": r["prediction"], "correct": r["correct"]}
+        lines.append(json.dumps(line, ensure_ascii=False) + "\n")
+    return atomic_write_text(out_dir / f"outputs_{name}.jsonl", "".join(lines))
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
 
+def _saved_responses(cache: Path) -> dict[str, dict]:
+    """id -> saved reply. A line that is not a saved reply (a torn last line, or a line garbled by an older version
+    that appended after one) is left out, so its item is generated again."""
+    done: dict[str, dict] = {}
+    if not cache.exists():
+        return done
+    for n, line in enumerate(cache.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("id"), str) and "response" in row):
+            logger.warning("%s line %d: not a saved reply; its item is generated again", cache, n)
+            continue
+        done[row["id"]] = row
+    return done
+
+
 def _load_responses(out: Path, gen: dict, overwrite: bool) -> dict[str, dict]:
+    """The replies an earlier run with the same generation settings saved in `out` (a rerun resumes from them).
+
+    Saved replies of other settings are refused (they are work done); a folder without any saved reply is taken as
+    new, so a command that failed before its first reply (a wrong URL, say) can be corrected and rerun."""
     cache, run_file = out / "responses.jsonl", out / "run.json"
-    if overwrite or not cache.exists():
+    if overwrite:
         cache.unlink(missing_ok=True)
         return {}
-    if run_file.exists():
-        old = json.loads(run_file.read_text()).get("generation", {})
+    done = _saved_responses(cache)
+    if done and run_file.exists():
+        try:
+            old = json.loads(run_file.read_text(encoding="utf-8")).get("generation", {})
+        except (json.JSONDecodeError, AttributeError):
+            raise InvalidValue(f"{run_file} is not a run file (not a JSON object), so the settings that generated the "
+                               f"{len(done)} saved replies are unknown; rerun with the same --out and --overwrite, "
+                               "or use another --out") from None
         diff = [k for k in GENERATION_KEYS if old.get(k) != gen.get(k)]
         if diff:
             changes = ", ".join(f"{k}: {old.get(k)!r} -> {gen.get(k)!r}" for k in diff)
-            raise InvalidValue(f"{out} holds responses of a different run ({changes}); use another --out or "
-                             "--overwrite")
-    done = {}
-    for line in cache.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interrupted run: generate that item again
-            done[row["id"]] = row
+            raise InvalidValue(f"{out} holds {len(done)} saved replies of a different run ({changes}); use another "
+                               "--out or --overwrite")
+    cut_torn_tail(cache)  # new lines must start on a line of their own
     return done
 
 
@@ -176,8 +255,8 @@ def score_run(bench: Benchmark, responses: dict[str, dict], cfg: EvalConfig, jud
         parsed = parse_response(response)
         final = score_text(bench, item.record, final_view(response, cfg.mode), cfg.mode, judge, cfg.legacy_int)
         fv = first_view(response)
-        first_ok = (score_text(bench, item.record, fv, cfg.mode, judge, cfg.legacy_int)["correct"]
-                    if fv is not None else bool(final["correct"]))
+        first_ok = (score_text(bench, item.record, final_view(fv, cfg.mode), cfg.mode, judge,
+                               cfg.legacy_int)["correct"] if fv is not None else bool(final["correct"]))
         sr = ScoredResponse(
             response=response, first_answer=parsed.first_answer, final_answer=parsed.final_answer,
             first_correct=bool(first_ok), final_correct=bool(final["correct"]),
@@ -197,18 +276,17 @@ def score_run(bench: Benchmark, responses: dict[str, dict], cfg: EvalConfig, jud
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate `cfg.model` on `cfg.benchmark`; returns the summary written to metrics.json."""
     t0 = time.time()
+    backend = check_config(cfg)
     bench = load_benchmark(cfg.benchmark, split=cfg.split, data=cfg.data, images=cfg.images, limit=cfg.limit)
     if not bench.items:
-        raise InvalidValue(f"{bench.source}: no items to evaluate")
-    backend = pick_backend(cfg.model, cfg.backend)
+        raise InvalidValue(f"{bench.source}: no items to evaluate" + (" (--limit 0)" if cfg.limit == 0 else ""))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     gen = {"model": cfg.model, "backend": backend, "served_model": cfg.served_model, "benchmark": bench.name,
            "split": bench.split, "prompt": cfg.prompt, "max_new_tokens": cfg.max_new_tokens}
     responses = _load_responses(out, gen, cfg.overwrite)
     run = {"generation": gen, "data": bench.source, "n_items": len(bench.items), "limit": cfg.limit,
            "config": {k: v for k, v in asdict(cfg).items() if k != "judge"}}
-    (out / "run.json").write_text(json.dumps(run, indent=2))
+    atomic_write_json(out / "run.json", run)
     todo = [it for it in bench.items if it.id not in responses]
     logger.info("%s %s: %d items, %d to generate with %s", bench.name, bench.split, len(bench.items), len(todo),
                 backend)
@@ -241,21 +319,21 @@ def write_run(out: Path, bench: Benchmark, cfg: EvalConfig, run: dict, result: S
                "srpo.answers", "n": result.n, "correct": result.correct, "accuracy": result.accuracy,
                "unparsed": result.unparsed, "options": result.options, "scored_answer": "final",
                "judge": judge.describe() if judge is not None else None}
-    (out / "scores.json").write_text(json.dumps(official_scores(result, scoring), indent=2, ensure_ascii=False))
+    atomic_write_json(out / "scores.json", official_scores(result, scoring))
     outputs = write_official_outputs(bench, rows, out, cfg.model)
-    with (out / "items.jsonl").open("w", encoding="utf-8") as f:
-        for row, item, sr in zip(rows, result.items, scored):
-            f.write(json.dumps({
-                "id": row["item"].id, "gold": row["item"].gold, "correct": bool(item["correct"]),
-                "extraction": item.get("extraction"), "prediction": item.get("prediction"),
-                "unparsed": bool(item.get("unparsed")), "method": item.get("method"),
-                **{k: v for k, v in asdict(sr).items() if k != "response"}, "transition": sr.transition,
-                "response": sr.response}, ensure_ascii=False, default=str) + "\n")
+    items = [json.dumps({
+        "id": row["item"].id, "gold": row["item"].gold, "correct": bool(item["correct"]),
+        "extraction": item.get("extraction"), "prediction": item.get("prediction"),
+        "unparsed": bool(item.get("unparsed")), "method": item.get("method"),
+        **{k: v for k, v in asdict(sr).items() if k != "response"}, "transition": sr.transition,
+        "response": sr.response}, ensure_ascii=False, default=str) + "\n"
+        for row, item, sr in zip(rows, result.items, scored)]
+    atomic_write_text(out / "items.jsonl", "".join(items))
     metrics = {"benchmark": bench.name, "split": bench.split, "mode": result.mode, "score": result.accuracy,
                "correct": result.correct, "n_scored": result.n, **reflection_metrics(scored), "length_unit": unit,
                "timings": timings, "breakdown": result.breakdown}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write_json(out / "metrics.json", metrics)
     run = {**run, "scoring": scoring, "timings": timings, "outputs": outputs.name}
-    (out / "run.json").write_text(json.dumps(run, indent=2))
+    atomic_write_json(out / "run.json", run)
     write_report(out, run, result, metrics)
     return metrics

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from srpo.data import Problem
 from srpo.eval.metrics import reflection_metrics, score
+from srpo.files import atomic_write_json, atomic_write_text
 from srpo.generation import generate_responses
 from srpo.models import load_policy
 from srpo.prompts import system_prompt
@@ -38,9 +39,8 @@ def evaluate_problems(
     metrics = reflection_metrics(items)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with (out_dir / "items.jsonl").open("w") as f:
-            for problem, item in zip(problems, items):
-                f.write(json.dumps({"id": problem.id, "answer": problem.answer, **asdict(item)}) + "\n")
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic_write_text(out_dir / "items.jsonl", "".join(
+            json.dumps({"id": problem.id, "answer": problem.answer, **asdict(item)}) + "\n"
+            for problem, item in zip(problems, items)))
+        atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -12,9 +12,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from srpo.errors import MissingPath
+from srpo.errors import InvalidValue, MissingPath
+from srpo.files import atomic_write_text, check_output_dir, replace_dir
 
 MAX_BARS = 40  # categories with more values show the 40 largest in the chart (the table has all)
+REQUIRED_METRICS = ("mode", "n_scored", "score", "first_accuracy", "final_accuracy", "reflection_rate",
+                    "wrong_to_right", "right_to_wrong")  # what the comparison table and chart read
 
 REFLECTION_COLUMNS = [
     ("final acc %", "final_accuracy", 100), ("first acc %", "first_accuracy", 100),
@@ -58,9 +61,8 @@ def reflection_table(rows: dict[str, dict]) -> str:
 
 
 def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
-    """report.md and plots/<category>.png in the run folder."""
-    plots = out / "plots"
-    plots.mkdir(exist_ok=True)
+    """report.md and plots/<category>.png in the run folder (the plots swapped in as a whole folder, then report.md
+    written atomically: a reader never sees a torn file)."""
     gen, sc = run["generation"], run["scoring"]
     judge = sc.get("judge")
     served = f", served as {gen['served_model']}" if gen.get("served_model") else ""
@@ -88,31 +90,60 @@ def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
         "",
         reflection_table({gen["benchmark"]: metrics}),
     ]
-    for category, cells in result.breakdown.items():
-        if not cells:
-            continue
-        png = plot_category(category, cells, plots / f"{_safe(category)}.png",
-                            f"{gen['benchmark']} {gen['split']}: accuracy by {category} ({sc['mode']})")
+    charts = {category: cells for category, cells in result.breakdown.items() if cells}
+
+    def draw(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        for category, cells in charts.items():
+            plot_category(category, cells, folder / f"{_safe(category)}.png",
+                          f"{gen['benchmark']} {gen['split']}: accuracy by {category} ({sc['mode']})")
+
+    replace_dir(out / "plots", draw)
+    for category, cells in charts.items():
         lines += ["", f"## By {category}", "", "| value | n | correct | accuracy % |", "|---|---|---|---|"]
         lines += [f"| {v} | {c['n']} | {c['correct']} | {c['accuracy']:.2f} |" for v, c in sorted(cells.items())]
-        lines += ["", f"![{category}](plots/{png.name})"]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        lines += ["", f"![{category}](plots/{_safe(category)}.png)"]
+    return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidValue(f"{path}: not valid JSON ({exc}); rerun `srpo eval` with --out {path.parent} to write it "
+                           "again") from None
+    if not isinstance(data, dict):
+        raise InvalidValue(f"{path}: a JSON {type(data).__name__}, not an `srpo eval` summary; pass run folders "
+                           "written by `srpo eval --out`")
+    return data
 
 
 def load_run(run_dir: str | Path) -> dict:
     d = Path(run_dir)
-    for name in ("run.json", "metrics.json"):
-        if not (d / name).exists():
-            raise MissingPath(f"{d}: no {name}; is this an `srpo eval` run folder?")
-    return {"dir": d, "run": json.loads((d / "run.json").read_text()),
-            "metrics": json.loads((d / "metrics.json").read_text())}
+    if not d.is_dir():
+        what = "a file" if d.exists() else "not there"
+        raise MissingPath(f"{d} is {what}; pass run folders written by `srpo eval --out DIR`")
+    if not (d / "run.json").is_file():
+        raise MissingPath(f"{d}: no run.json; is this an `srpo eval` run folder? Pass folders written by "
+                          "`srpo eval --out DIR`")
+    if not (d / "metrics.json").is_file():
+        raise MissingPath(f"{d}: no metrics.json, so that run did not finish; rerun its `srpo eval` command with "
+                          f"--out {d} to finish it (saved replies are kept)")
+    run, metrics = _read_summary(d / "run.json"), _read_summary(d / "metrics.json")
+    missing = [f"{name}:{key}" for name, data, keys in (("run.json", run, ("generation",)),
+                                                         ("metrics.json", metrics, REQUIRED_METRICS))
+               for key in keys if key not in data]
+    if missing:
+        raise InvalidValue(f"{d}: {', '.join(missing)} missing, so it is not a finished `srpo eval` run; rerun its "
+                           f"`srpo eval` command with --out {d}")
+    return {"dir": d, "run": run, "metrics": metrics}
 
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> str:
     """Markdown with the runs side by side (score, reflection metrics, shared breakdown categories); with `out`
     (a folder) also compare.md and compare.png there."""
+    if out is not None:
+        check_output_dir(out, "--out")
     runs = [load_run(d) for d in run_dirs]
     names = _unique_names(runs)
     lines = ["# Evaluation runs compared", "",
@@ -141,7 +172,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> s
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         _plot_compare(names, runs, out / "compare.png")
-        (out / "compare.md").write_text(text + "\n![runs](compare.png)\n")
+        atomic_write_text(out / "compare.md", text + "\n![runs](compare.png)\n")
     return text
 
 

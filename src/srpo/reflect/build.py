@@ -11,6 +11,8 @@ endpoint (`srpo.reflect.remote`). Files in the output dir:
 * `settings.json`: the settings each store's items were made with (model, prompt, sampling); a rerun with other
   settings stops with `SettingsChanged` instead of mixing old and new items.
 
+Before any model is loaded or request made, `check_reflect_config` refuses settings that cannot work and
+`load_reflect_problems` the problems that would fail later (with a local policy: images its processor refuses).
 A rerun with the same output dir requests only what the stores lack; the dataset is rebuilt from the stores with
 seeded sampling, so it is the same whether or not the run was interrupted.
 """
@@ -27,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from srpo.answers import is_correct
-from srpo.config import ReflectConfig
-from srpo.data import Problem, load_problems, problems_to_dataset
+from srpo.config import ConfigError, ReflectConfig
+from srpo.data import Problem, load_problems, problems_to_dataset, reject_images
 from srpo.errors import InvalidValue, UserError
+from srpo.files import atomic_write_json, check_output_dir, replace_dir
 from srpo.format import parse_response, render_response, render_sft_target
 from srpo.prompts import system_prompt
-from srpo.reflect.endpoint import is_url, redact_url
+from srpo.reflect.endpoint import is_url, parse_endpoint, redact_url
 from srpo.reflect.store import JsonlStore
 from srpo.reflect.teachers import Attempt, OracleTeacher, Reflection, Teacher
 
@@ -41,10 +44,85 @@ logger = logging.getLogger(__name__)
 ATTEMPTS_FILE = "attempts.jsonl"
 REFLECTIONS_FILE = "reflections.jsonl"
 SETTINGS_FILE = "settings.json"
+TARGET_SHAPES = ("sft", "five_block")
+REQUEST_KEYS = ("model", "messages")  # set by srpo: an extra body must not replace them
 
 
 class SettingsChanged(UserError, ValueError):
     """A store in the output dir was made with other settings than this run's."""
+
+
+def check_reflect_config(cfg: ReflectConfig) -> None:
+    """A setting that cannot work is a `ConfigError` naming the key and the fix, raised before any file is read,
+    any model is loaded or any request is made."""
+    if not cfg.problems:
+        raise ConfigError("problems: no problem file given; pass --problems FILE (.jsonl, .parquet or a datasets folder)")
+    if not cfg.policy:
+        raise ConfigError("policy: no policy given; pass --policy with a model folder, a hub id or an http(s) URL")
+    if cfg.teacher != "oracle" and not is_url(cfg.teacher):
+        raise ConfigError(f"teacher = {redact_url(cfg.teacher)!r}: use 'oracle' or the http(s) URL of an "
+                          "OpenAI-compatible server")
+    if not cfg.out:
+        raise ConfigError("out: no output folder given; pass --out DIR")
+    check_output_dir(cfg.out, "out")
+    for key, ok, must in _value_rules(cfg):
+        if not ok:
+            raise ConfigError(f"{key} = {getattr(cfg, key)!r}: {must}")
+    if cfg.system_prompt:
+        try:
+            system_prompt(cfg.system_prompt)
+        except InvalidValue as exc:
+            raise ConfigError(f"system_prompt: {exc}, or '' for none") from None
+    for key in ("policy_extra_body", "teacher_extra_body"):
+        clash = [k for k in REQUEST_KEYS if k in getattr(cfg, key)]
+        if clash:
+            raise ConfigError(f"{key}: {clash} are set by srpo (use policy_model / teacher_model for the model); "
+                              "remove them")
+    for key, url, key_env in (("policy", cfg.policy, cfg.policy_api_key_env),
+                              ("teacher", cfg.teacher, cfg.teacher_api_key_env)):
+        if is_url(url):
+            try:
+                parse_endpoint(url, key_env, key_option=f"--{key}-api-key-env")
+            except InvalidValue as exc:
+                raise ConfigError(f"{key}: {exc}") from None
+    if cfg.teacher_prompt and not is_url(cfg.teacher):
+        logger.warning("teacher_prompt %s is not used: only an endpoint teacher takes a prompt", cfg.teacher_prompt)
+
+
+def _value_rules(cfg: ReflectConfig) -> list[tuple[str, bool, str]]:
+    """(key, whether its value can work, what it must be); NaN fails every comparison, so it is refused too."""
+    def positive_or_null(value):
+        return value is None or value >= 1
+
+    return [
+        ("right_fraction", cfg.right_fraction is None or 0 <= cfg.right_fraction <= 1,
+         "must be between 0 and 1 (the share of right first attempts to keep), or null to keep the natural mix"),
+        ("limit", positive_or_null(cfg.limit), "must be at least 1 (use the first N problems), or null for all"),
+        ("max_examples", positive_or_null(cfg.max_examples), "must be at least 1, or null for no cap"),
+        ("batch_size", cfg.batch_size >= 1, "must be at least 1"),
+        ("concurrency", cfg.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
+        ("max_retries", cfg.max_retries >= 0, "must be 0 or more"),
+        ("malformed_retries", cfg.malformed_retries >= 0, "must be 0 or more"),
+        ("abort_after_failures", cfg.abort_after_failures >= 0, "must be 0 (never stop) or more"),
+        ("request_timeout", cfg.request_timeout > 0, "must be a positive number of seconds"),
+        ("backoff_base", cfg.backoff_base >= 0, "must be 0 or more seconds"),
+        ("backoff_max", cfg.backoff_max >= cfg.backoff_base,
+         f"must be at least backoff_base = {cfg.backoff_base!r}; raise it or lower backoff_base"),
+        ("attempt_temperature", cfg.attempt_temperature >= 0, "must be 0 (greedy) or more"),
+        ("teacher_temperature", cfg.teacher_temperature is None or cfg.teacher_temperature >= 0,
+         "must be 0 or more, or null for the server's default"),
+        ("attempt_max_new_tokens", cfg.attempt_max_new_tokens >= 1, "must be at least 1"),
+        ("teacher_max_tokens", positive_or_null(cfg.teacher_max_tokens),
+         "must be at least 1, or null for the server's default"),
+        ("image_max_pixels", positive_or_null(cfg.image_max_pixels), "must be at least 1, or null to send images as they are"),
+        ("min_reasoning_chars", 0 <= cfg.min_reasoning_chars <= cfg.max_reasoning_chars,
+         f"must be from 0 to max_reasoning_chars = {cfg.max_reasoning_chars!r}; lower it or raise max_reasoning_chars"),
+        ("min_reflection_chars", 0 <= cfg.min_reflection_chars <= cfg.max_reflection_chars,
+         f"must be from 0 to max_reflection_chars = {cfg.max_reflection_chars!r}; lower it or raise max_reflection_chars"),
+        ("target_shape", cfg.target_shape in TARGET_SHAPES, f"must be one of {TARGET_SHAPES}"),
+        *((key, getattr(cfg, key) >= 0, "must be 0 or more (USD per 1M tokens)")
+          for key in ("teacher_price_input", "teacher_price_output", "policy_price_input", "policy_price_output")),
+    ]
 
 
 def make_teacher(name: str, cfg: ReflectConfig | None = None) -> Teacher:
@@ -137,7 +215,7 @@ def render_target(attempt: Attempt, reflection_text: str, revised: str | None, g
         return render_sft_target(attempt.reasoning, attempt.answer, reflection_text, final)
     if shape == "five_block":
         return render_response(attempt.reasoning, attempt.answer, reflection_text, revised or attempt.reasoning, final)
-    raise InvalidValue(f"target_shape must be 'sft' or 'five_block', got '{shape}'")
+    raise InvalidValue(f"target_shape must be one of {TARGET_SHAPES}, got '{shape}'")
 
 
 def _image_digest(problem: Problem) -> str:
@@ -338,7 +416,15 @@ def store_settings(cfg: ReflectConfig) -> dict[str, dict[str, Any]]:
 def check_settings(cfg: ReflectConfig, out: Path) -> None:
     """Stop before a store gets items made with other settings than those it holds; then record this run's."""
     path = out / SETTINGS_FILE
-    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved: Any = {}
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            saved = None
+        if not isinstance(saved, dict):
+            raise InvalidValue(f"{path}: not a JSON object of settings (edited or damaged); delete it to keep the "
+                               "stored items as they are")
     current = store_settings(cfg)
     for name, settings in current.items():
         old = saved.get(name)
@@ -350,22 +436,40 @@ def check_settings(cfg: ReflectConfig, out: Path) -> None:
             raise SettingsChanged(
                 f"{out / name} holds items made with other settings ({'; '.join(changed)}). Use a new --out, delete "
                 f"{out / name} to make them again, or delete {path} to keep the stored items as they are.")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**saved, **current}, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, {**saved, **current})
+
+
+def load_reflect_problems(cfg: ReflectConfig, teacher: Teacher) -> list[Problem]:
+    """The problems to attempt, checked for what would fail only later: no problem at all, an image the local
+    policy's processor refuses, the oracle teacher without worked solutions."""
+    problems = load_problems(cfg.problems, limit=cfg.limit)
+    if not problems:
+        raise InvalidValue(f"{cfg.problems}: holds no problems; pass a file with at least one")
+    if not is_url(cfg.policy):  # an endpoint policy's server checks its images itself
+        from srpo.models import load_processor
+
+        reject_images(((p.id, p.images) for p in problems), load_processor(cfg.policy), source=cfg.problems)
+    if isinstance(teacher, OracleTeacher):
+        unsolved = [p.id for p in problems if not p.solution]
+        if unsolved:
+            raise InvalidValue(f"{cfg.problems}: the oracle teacher writes reflections from worked solutions, but "
+                               f"{len(unsolved)} problem(s) have no 'solution' (e.g. {', '.join(map(repr, unsolved[:5]))}); "
+                               "add solutions, or use an endpoint teacher (--teacher URL)")
+    return problems
 
 
 def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
+    check_reflect_config(cfg)
+    teacher = teacher or make_teacher(cfg.teacher, cfg)
+    problems = load_reflect_problems(cfg, teacher)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     check_settings(cfg, out)
-    problems = load_problems(cfg.problems, limit=cfg.limit)
     attempt_records = collect_attempts(cfg, problems, out)
     responses = {pid: r.get("response", "") for pid, r in attempt_records.items() if r.get("status", "ok") == "ok"}
     failed_attempts = {pid: r.get("reason", "failed") for pid, r in attempt_records.items()
                        if r.get("status", "ok") != "ok"}
     candidates, dropped = select_candidates(cfg, problems, responses, failed_attempts)
-    teacher = teacher or make_teacher(cfg.teacher, cfg)
     teacher_records: dict[str, dict] | None = None
     if hasattr(teacher, "areflect"):
         reflections = reflect_candidates(cfg, teacher, candidates, out)
@@ -386,7 +490,7 @@ def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
         "attempts_right": sum(a.correct for a in valid),
         "attempts_wrong": sum(not a.correct for a in valid),
         "dropped": {reason: n for reason, n in sorted(dropped.items()) if n},
-        "teacher": getattr(teacher, "name", cfg.teacher),
+        "teacher": getattr(teacher, "name", redact_url(cfg.teacher)),
     }
     usage: dict[str, Any] = {}
     if is_url(cfg.policy):
@@ -397,7 +501,7 @@ def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
         summary["usage"] = usage
         summary["estimated_cost_usd"] = round(sum(u["estimated_cost_usd"] for u in usage.values()), 6)
     summary["config"] = _public_config(cfg)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "summary.json", summary)
     if not rows:
         raise InvalidValue(f"no example survived filtering ({dict(dropped)}): check the policy's attempts in {out}")
 
@@ -405,19 +509,5 @@ def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
     ds = ds.add_column("target", [t for *_, t in rows])
     ds = ds.add_column("first_correct", [a.correct for _, a, _, _ in rows])
     ds = ds.add_column("reflection", [r.text for _, _, r, _ in rows])
-    _save_dataset(ds, out / "dataset")
+    replace_dir(out / "dataset", lambda tmp: ds.save_to_disk(str(tmp)))  # a crash never leaves half a dataset
     return out
-
-
-def _save_dataset(ds, path: Path) -> None:
-    """Write to a sibling folder, then swap it in by renames, so a crash never leaves a half-written dataset."""
-    import shutil
-
-    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.save_to_disk(str(tmp))
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)

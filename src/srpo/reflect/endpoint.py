@@ -6,10 +6,13 @@
 * Retried: 429, 408, 409, 5xx, timeouts and dropped connections, with exponential backoff and jitter, honouring
   `Retry-After` / `retry-after-ms`. Not retried: other 4xx (the item fails with the reason). 401/403/404 mean a wrong
   key, URL or model name: they stop the run (`EndpointFatalError`) instead of failing every item.
-* A reply whose body or content cannot be used (`MalformedReply`, raised by the caller's `parse`) is re-requested up
-  to `malformed_retries` times, then the item fails with the reason.
+* A 200 whose body is not JSON (a proxy's HTML page, a cut-off body) is a transport fault, retried like a 5xx. A JSON
+  reply that cannot be used (`MalformedReply`: no choices, or the caller's `parse` rejects the content) is
+  re-requested up to `malformed_retries` times, then the item fails with the reason.
 * Concurrency is bounded by an `asyncio.Semaphore`.
-* The API key is read from the environment variable the config names; it is never logged, printed or stored.
+* The API key is read from the environment variable the config names; credentials in the URL
+  (`https://user:password@host/v1`) are sent as HTTP Basic auth instead. Neither is ever logged, printed or stored:
+  URLs are shown without user info, and a server message quoting them is masked before it is recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from srpo.errors import InvalidValue, UserError
 
@@ -61,13 +64,47 @@ def is_url(value: str | None) -> bool:
 
 def redact_url(url: str) -> str:
     """The URL without user info, query or fragment (where keys sometimes hide), for logs and summaries."""
-    if not is_url(url):
+    if not isinstance(url, str) or "://" not in url:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # the text, not `.port`: an unusable port must not raise here
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_endpoint(url: str, api_key_env: str | None, key_option: str = "--api-key-env") -> tuple[str, str | None]:
+    """(the URL to send requests to, without user info; a Basic `Authorization` value from the URL's user info, or
+    None). `InvalidValue`, without the password, for a URL or key variable that cannot work; no request is made.
+    `key_option` is how the user names the key variable, for the message."""
+    where = redact_url(url)
+    if not is_url(url):
+        raise InvalidValue(f"endpoint URL must start with http:// or https://, got {where!r}")
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        raise InvalidValue(f"{where}: the port is not a number from 1 to 65535; fix the URL") from None
+    if not parts.hostname:
+        raise InvalidValue(f"{where}: no host name in the URL; pass e.g. http://localhost:8000/v1")
+    if parts.path.rstrip("/").endswith("/chat/completions"):
+        raise InvalidValue(f"{where}: pass the API's base URL (e.g. .../v1), not its /chat/completions endpoint")
+    if api_key_env and not ENV_NAME.fullmatch(api_key_env):  # never echoed: it may be the key itself
+        raise InvalidValue(f"{where}: {key_option} must name an environment variable (letters, digits and _), e.g. "
+                           "OPENAI_API_KEY; put the key itself in that variable, not on the command line")
+    base_url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), parts.query, ""))
+    if parts.username is None and parts.password is None:
+        return base_url, None
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    if ":" in user:
+        raise InvalidValue(f"{where}: the user name in the URL contains ':', which HTTP Basic auth cannot send")
+    if api_key_env and os.environ.get(api_key_env):
+        raise InvalidValue(
+            f"{where}: the URL carries a user name and password (sent as HTTP Basic auth) and ${api_key_env} holds an "
+            "API key (sent as a Bearer token), but a request has one Authorization header: remove the credentials "
+            f"from the URL, or name no key variable ({key_option} '')")
+    return base_url, "Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
 
 
 def read_api_key(env_name: str | None) -> str:
@@ -237,9 +274,7 @@ class ChatEndpoint:
         retry: RetryPolicy | None = None,
         abort_after_failures: int = 50,
     ) -> None:
-        if not is_url(base_url):
-            raise InvalidValue(f"endpoint URL must start with http:// or https://, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url, self._basic_auth = parse_endpoint(base_url, api_key_env)
         self.model = model
         self.api_key_env = api_key_env
         self.concurrency = max(1, int(concurrency))
@@ -249,6 +284,7 @@ class ChatEndpoint:
         self.stats = EndpointStats()
         self._session: Any = None
         self._headers: dict[str, str] = {}
+        self._secrets: list[str] = []  # masked in any server text that gets recorded
         self._proxy: str | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._consecutive_failures = 0
@@ -263,8 +299,10 @@ class ChatEndpoint:
 
             from srpo import __version__
 
-            self._headers = {"Authorization": f"Bearer {read_api_key(self.api_key_env)}",
-                             "Content-Type": "application/json", "User-Agent": f"srpo/{__version__}"}
+            authorization = self._basic_auth or f"Bearer {read_api_key(self.api_key_env)}"
+            self._headers = {"Authorization": authorization, "Content-Type": "application/json",
+                             "User-Agent": f"srpo/{__version__}"}
+            self._secrets = _secrets_of(authorization)
             self._proxy = env_proxy(self.base_url)
             connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=_tls_context(self.base_url))
             self._session = aiohttp.ClientSession(connector=connector,
@@ -340,17 +378,23 @@ class ChatEndpoint:
                 error = f"connection error ({type(exc).__name__})"
             else:
                 if status in FATAL_STATUS:
-                    raise EndpointFatalError(
-                        f"{redact_url(self.base_url)} answered {status} for model {self.model!r}: check the URL, the "
-                        f"model name and the API key in ${self.api_key_env or '(none)'}")
+                    credentials = ("the user name and password in the URL" if self._basic_auth
+                                   else f"the API key in ${self.api_key_env or '(none)'}")
+                    raise EndpointFatalError(f"{redact_url(self.base_url)} answered {status} for model "
+                                             f"{self.model!r}: check the URL, the model name and {credentials}")
                 error = f"http {status}"
                 if 300 <= status < 500 and status not in RETRY_STATUS:
                     self._failed()
-                    raise RequestFailed(f"{error}: {_error_message(payload)}", usage,
+                    raise RequestFailed(f"{error}: {self._mask(_error_message(payload))}", usage,
                                         transport_tries + malformed_tries)
-                if status < 300:
+                if status >= 300:  # 408, 409, 425, 429, 5xx
+                    retry_after = retry_after_seconds(headers)
+                    detail = f": {self._mask(_error_message(payload))}"
+                elif (reply := _json_body(payload)) is None:  # a proxy's page or a cut-off body: the transport failed
+                    error, detail = f"http {status} with a non-JSON body", f": {self._mask(_snippet(payload))}"
+                else:
                     try:
-                        content, reply_usage = _read_completion(payload)
+                        content, reply_usage = _read_completion(reply)
                         for key in usage:
                             usage[key] += reply_usage.get(key) or 0
                         value = parse(content) if parse else content
@@ -368,8 +412,6 @@ class ChatEndpoint:
                         continue
                     self._consecutive_failures = 0
                     return CallResult(value, usage, transport_tries + malformed_tries)
-                retry_after = retry_after_seconds(headers)
-                detail = f": {_error_message(payload)}"
             self.stats.count(error.split(" (")[0])
             if transport_tries >= self.retry.max_retries:
                 self._failed()
@@ -380,6 +422,11 @@ class ChatEndpoint:
             self.stats.retries += 1
             logger.debug("%s; retry %d/%d in %.2fs", error, transport_tries, self.retry.max_retries, wait)
             await asyncio.sleep(wait)
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _failed(self) -> None:
         self._consecutive_failures += 1
@@ -420,14 +467,30 @@ def _tls_context(url: str):
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _read_completion(text: Any) -> tuple[str, dict[str, int]]:
-    """(content, usage) of a chat-completion body; `MalformedReply` if the body is not one."""
-    if isinstance(text, (bytes, bytearray)):
-        text = text.decode("utf-8", "replace")
+def _secrets_of(authorization: str) -> list[str]:
+    """What an Authorization header value must never show: the key, or the Basic token and its password."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme == "Basic":
+        password = base64.b64decode(token).decode("utf-8").partition(":")[2]
+        return [token] + ([password] if password else [])
+    return [token] if token and token != "EMPTY" else []
+
+
+def _json_body(payload: bytes) -> Any:
+    """The parsed body, or None when it is not JSON (a JSON `null` is no reply either)."""
     try:
-        data = json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        raise MalformedReply("response body is not JSON") from None
+        return json.loads(payload)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+
+
+def _snippet(payload: bytes, limit: int = 120) -> str:
+    text = " ".join(payload[: limit * 4].decode("utf-8", "replace").split())
+    return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")
+
+
+def _read_completion(data: Any) -> tuple[str, dict[str, int]]:
+    """(content, usage) of a parsed chat-completion body; `MalformedReply` if the body is not one."""
     if not isinstance(data, dict):
         raise MalformedReply("response body is not a chat completion")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}

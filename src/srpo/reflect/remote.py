@@ -35,6 +35,7 @@ from srpo.reflect.teachers import Attempt, Reflection
 logger = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = {"question", "reasoning", "predicted_answer", "reference_answer", "response"}
+ATTEMPT_FIELDS = {"reasoning", "response", "predicted_answer"}
 
 
 def load_teacher_template(path: str | None) -> str:
@@ -42,14 +43,22 @@ def load_teacher_template(path: str | None) -> str:
     if not path:
         return TEACHER_PROMPT_TEMPLATE
     file = Path(path)
-    if not file.exists():
-        raise MissingPath(f"teacher_prompt: template file {file} not found")
-    template = file.read_text(encoding="utf-8")
-    check_template(template, str(file))
+    if not file.is_file():
+        what = "is a folder" if file.is_dir() else "not found"
+        raise MissingPath(f"teacher_prompt: template file {file} {what}; pass a text file with the teacher prompt, "
+                          "or leave teacher_prompt unset for the built-in one")
+    try:
+        template = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidValue(f"teacher_prompt: {file} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise InvalidValue(f"teacher_prompt: {file} cannot be read ({exc.strerror}); check its permissions") from None
+    check_template(template, f"teacher_prompt {file}")
     return template
 
 
 def check_template(template: str, where: str = "teacher prompt") -> None:
+    """Known placeholders only, and the ones SPEC §2 needs: the question, the attempt and the reference answer."""
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
@@ -57,8 +66,18 @@ def check_template(template: str, where: str = "teacher prompt") -> None:
     unknown = {n for n in names if n not in TEMPLATE_FIELDS}
     if unknown:
         raise InvalidValue(f"{where}: unknown placeholder(s) {sorted(unknown)}; use {sorted(TEMPLATE_FIELDS)}")
-    if "reference_answer" not in names or "reasoning" not in names:
-        logger.warning("%s: the template has no {reasoning} or {reference_answer}; SPEC §2 gives the teacher both",
+    missing = [f"{{{name}}}" for name in ("question", "reference_answer") if name not in names]
+    if not names & ATTEMPT_FIELDS:
+        missing.append("the attempt ({reasoning}, {response} or {predicted_answer})")
+    if missing:
+        raise InvalidValue(f"{where}: lacks {', '.join(missing)}; the teacher must see the question, the attempt and "
+                           "the reference answer (SPEC §2)")
+    try:
+        template.format(**{name: "" for name in TEMPLATE_FIELDS})
+    except (ValueError, IndexError) as exc:  # e.g. a format spec such as {question:d}
+        raise InvalidValue(f"{where}: cannot be filled in ({exc}); use plain placeholders such as {{question}}") from None
+    if not names & {"reasoning", "response"}:
+        logger.warning("%s: the template has no {reasoning} or {response}: the teacher sees only the attempt's answer",
                        where)
 
 

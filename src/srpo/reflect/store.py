@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from srpo.files import cut_torn_tail
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,7 +57,7 @@ class JsonlStore:
     def _open(self):
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _cut_torn_tail(self.path)
+            cut_torn_tail(self.path)
             self._file = self.path.open("ab")
         return self._file
 
@@ -83,33 +85,6 @@ class JsonlStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line without its newline (a write cut short by a crash) so new lines start clean."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        size = f.seek(0, os.SEEK_END)
-        block = 1 << 16
-        pos = size
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            idx = chunk.rfind(b"\n")
-            if idx >= 0:
-                f.truncate(start + idx + 1)
-                break
-            pos = start
-        else:
-            f.truncate(0)
-        f.flush()
-        os.fsync(f.fileno())
-    logger.warning("%s: removed a torn last line left by an interrupted write", path)
 
 
 class AsyncAppender:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import is_peft_model
-from transformers import AutoModelForImageTextToText
-from transformers.trainer_utils import get_last_checkpoint
 
-from srpo.config import ModelOptions
+from srpo.config import ConfigError, ModelOptions
 from srpo.errors import InvalidValue, MissingDependency, NotAvailable
-from srpo.models import load_policy, load_processor
+from srpo.files import partial_dir, replace_dir, swap_in
+from srpo.models import load_model, load_processor
+from srpo.prompts import problem_messages
+from srpo.train.checkpoints import load_checkpoint_weights, newest_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +60,20 @@ def model_load_kwargs(options: ModelOptions) -> dict[str, Any]:
     return kwargs
 
 
-def load_trainable_policy(options: ModelOptions):
-    check_dependencies(options)
-    dtype = torch.bfloat16 if options.bf16 else torch.float32
-    extra = model_load_kwargs(options)
-    if extra:
-        processor = load_processor(options.model)  # checks the path first
-        model = AutoModelForImageTextToText.from_pretrained(options.model, dtype=dtype, **extra)
-    else:
-        model, processor = load_policy(options.model, dtype=dtype)
+def load_training_processor(options: ModelOptions):
+    processor = load_processor(options.model)  # checks the path first
     if options.max_pixels is not None:
         processor.image_processor.size["longest_edge"] = options.max_pixels
+    return processor
+
+
+def load_trainable_model(options: ModelOptions):
+    check_dependencies(options)
+    dtype = torch.bfloat16 if options.bf16 else torch.float32
+    model = load_model(options.model, dtype=dtype, **model_load_kwargs(options))
     if options.freeze_vision:
         freeze_vision_tower(model)
-    return model, processor
+    return model
 
 
 def freeze_vision_tower(model) -> int:
@@ -109,52 +114,124 @@ def trainer_precision_args(options: ModelOptions) -> dict[str, Any]:
     }
 
 
+def prompt_token_count(processor, question: str, images, system: str | None) -> int:
+    """Tokens of a prompt as the model sees it (chat template, each image expanded to its patch tokens), counted
+    from the image sizes without processing any pixels."""
+    messages = problem_messages(question, len(images), system)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    image_processor = processor.image_processor
+    per_token = image_processor.merge_size**2
+    n_images = sum(image_processor.get_number_of_image_patches(im.height, im.width, {}) // per_token for im in images)
+    return n_text - len(images) + n_images  # each image's one placeholder token becomes its patch tokens
+
+
+def trl_config(config_class: type, cfg, modeled: dict[str, Any], defaults: dict[str, Any] | None = None):
+    """TRL's `config_class` from srpo's modeled keys, TRL defaults srpo changes, and the `trainer:` passthrough.
+
+    Whatever TRL would reject, now or later in training, is a ConfigError naming the key, raised before any model
+    is loaded.
+    """
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(cfg.trainer) - known)
+    if unknown:
+        raise ConfigError(f"trainer: unknown key(s) {unknown} for TRL's {config_class.__name__}; see its "
+                          "documentation for the valid keys (srpo's own keys go at the top level, not under trainer:)")
+    duplicated = sorted(set(cfg.trainer) & set(modeled))
+    if duplicated:
+        raise ConfigError(f"trainer: {duplicated} are srpo keys; set them at the top level (e.g. --{duplicated[0]} "
+                          "VALUE), not under trainer:")
+    try:
+        return config_class(**modeled, **((defaults or {}) | cfg.trainer))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"TRL's {config_class.__name__} rejects these settings: {exc}") from None
+
+
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest `checkpoint-N` in output_dir, so a killed run restarts where it stopped."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return None
-    checkpoint = get_last_checkpoint(str(output_dir))
-    if checkpoint:
+    """The newest complete `checkpoint-N` in output_dir, so a killed run restarts where it stopped."""
+    checkpoint, skipped = newest_complete_checkpoint(output_dir)
+    for path, reason in skipped:
+        logger.warning("skipping %s: incomplete (%s), probably cut short by a kill during the save", path, reason)
+    if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
-    return checkpoint
+    return str(checkpoint) if checkpoint is not None else None
 
 
 def save_final(trainer, final_dir: Path) -> Path:
     """Save a standalone checkpoint (LoRA merged) that the next stage or `srpo eval` loads by path.
 
-    Safe on any number of processes: under DeepSpeed ZeRO-3 or FSDP the shards are gathered first, and only the
-    main process writes. LoRA adapters trained on a sharded or 4-bit base are saved to `final/adapter` and merged
+    Written to a sibling folder and swapped in by renames, so a kill leaves the old `final/` or the new one, never a
+    torn one. Safe on any number of processes: under DeepSpeed ZeRO-3 or FSDP the shards are gathered first, and only
+    the main process writes. LoRA adapters trained on a sharded or 4-bit base are saved to `final/adapter` and merged
     into a 16-bit copy of the base model on the main process's CPU.
     """
     final_dir = Path(final_dir)
+    partial = partial_dir(final_dir)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     model = trainer.model
-    if not is_peft_model(model):
-        trainer.save_model(str(final_dir))  # gathers shards; the main process writes weights and the processor
-        trainer.accelerator.wait_for_everyone()
-        return final_dir
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-    if quantized or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
-        adapter_dir = final_dir / "adapter"
-        trainer.save_model(str(adapter_dir))  # gathers the adapter from all processes
+    if not is_peft_model(model):
+        trainer.save_model(str(partial))  # gathers shards; the main process writes weights and the processor
+    elif quantized or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        trainer.save_model(str(partial / "adapter"))  # gathers the adapter from all processes
         trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():  # the others may exit: a long CPU merge must not hit a collective timeout
-            _merge_adapter_on_cpu(adapter_dir, final_dir, trainer.processing_class)
+            _merge_adapter_on_cpu(partial / "adapter", partial, trainer.processing_class)
+            swap_in(partial, final_dir)
         return final_dir
+    elif trainer.is_world_process_zero():
+        model.merge_and_unload().save_pretrained(str(partial))
+        trainer.processing_class.save_pretrained(str(partial))
+    trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        merged = model.merge_and_unload()
-        merged.save_pretrained(str(final_dir))
-        trainer.processing_class.save_pretrained(str(final_dir))
+        swap_in(partial, final_dir)
     trainer.accelerator.wait_for_everyone()
     return final_dir
 
 
-def _merge_adapter_on_cpu(adapter_dir: Path, final_dir: Path, processor) -> None:
+def _merge_adapter_on_cpu(adapter_dir: Path, final_dir: Path, processor, dtype=torch.bfloat16) -> None:
     from peft import PeftConfig, PeftModel
 
     base_path = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
-    logger.info("merging the LoRA adapter in %s into a 16-bit copy of %s", adapter_dir, base_path)
-    base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.bfloat16, device_map="cpu")
+    logger.info("merging the LoRA adapter in %s into a %s copy of %s", adapter_dir, dtype, base_path)
+    base = load_model(base_path, dtype=dtype, device_map="cpu")
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(final_dir))
     processor.save_pretrained(str(final_dir))
+
+
+def trained_to_the_end(checkpoint: str | Path, cfg) -> bool:
+    """The checkpoint is the run's last step. Trainer would still train one more step when resumed from it, so the
+    final model is made from the checkpoint instead (`final_from_checkpoint`)."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    if cfg.max_steps > 0:
+        return state["global_step"] >= cfg.max_steps
+    return state["global_step"] >= state["max_steps"] and cfg.num_train_epochs <= state["num_train_epochs"]
+
+
+def final_from_checkpoint(checkpoint: str | Path, final_dir: Path, processor, cfg: ModelOptions) -> Path:
+    """`final/` (LoRA merged, original key layout) from a checkpoint of the last step, written by the main process."""
+    checkpoint, final_dir = Path(checkpoint), Path(final_dir)
+    state = PartialState()
+    if state.is_main_process:
+        logger.info("%s is the last step: writing %s from it", checkpoint, final_dir)
+        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+
+        def write(partial: Path) -> None:
+            if (checkpoint / "adapter_config.json").is_file():
+                _merge_adapter_on_cpu(checkpoint, partial, processor, dtype)
+            elif (checkpoint / "model.safetensors").is_file() or (checkpoint / "model.safetensors.index.json").is_file():
+                # The base model knows the key layout final/ keeps; the checkpoint holds the model's own names.
+                model = load_model(cfg.model, dtype=dtype, device_map="cpu")
+                load_checkpoint_weights(model, checkpoint)
+                model.save_pretrained(str(partial))
+                processor.save_pretrained(str(partial))
+            else:
+                raise NotAvailable(f"{checkpoint} holds no Hugging Face weights (a DeepSpeed checkpoint saved without "
+                                   "zero3_save_16bit_model): convert it with its zero_to_fp32.py, then use it as model:")
+
+        replace_dir(final_dir, write)
+    state.wait_for_everyone()
+    return final_dir

@@ -5,19 +5,26 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from pathlib import Path
 
 import datasets
+from accelerate import PartialState
 from trl import GRPOConfig, GRPOTrainer
 
 from srpo.config import RLStageConfig
 from srpo.data import load_problems, problems_to_dataset, question_with_choices
 from srpo.errors import InvalidValue, MissingDependency, UserError
-from srpo.prompts import problem_messages, system_prompt
-from srpo.rewards import PRESETS, completion_text, reward_functions, reward_weights, score_response
+from srpo.prompts import system_prompt
+from srpo.rewards import completion_text, reward_functions, reward_weights, score_response
+from srpo.train.checkpoints import ExactResumeMixin
+from srpo.train.output_dir import OutputDir, prepare_output_dir
 from srpo.train.common import (
+    final_from_checkpoint,
+    trained_to_the_end,
     last_checkpoint,
-    load_trainable_policy,
+    prompt_token_count,
+    trl_config,
+    load_trainable_model,
+    load_training_processor,
     lora_config,
     save_final,
     trainer_precision_args,
@@ -30,8 +37,9 @@ class PromptTooLongError(UserError, ValueError):
     """A prompt (question + image tokens) longer than max_prompt_length: GRPO would not truncate it."""
 
 
-class SRPOGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer plus SPEC §5's optional online filter, hooked where whole groups' rewards are first gathered."""
+class SRPOGRPOTrainer(ExactResumeMixin, GRPOTrainer):
+    """GRPOTrainer plus SPEC §5's optional online filter, hooked where whole groups' rewards are first gathered, and
+    checkpoints that resume exactly (srpo.train.checkpoints)."""
 
     def __init__(self, *args, group_accuracy_filter: tuple[float, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,9 +93,7 @@ def check_prompt_lengths(problems, processor, system: str | None, max_prompt_len
     """Reject over-long prompts by id: GRPOTrainer does not truncate, and cutting image tokens crashes the model."""
     too_long = []
     for problem in problems:
-        messages = problem_messages(problem.question_with_choices(), len(problem.images), system)
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        n_tokens = processor(text=[text], images=problem.images or None, return_tensors="pt")["input_ids"].shape[1]
+        n_tokens = prompt_token_count(processor, problem.question_with_choices(), problem.images, system)
         if n_tokens > max_prompt_length:
             too_long.append(f"{problem.id} ({n_tokens} tokens)")
     if too_long:
@@ -97,15 +103,9 @@ def check_prompt_lengths(problems, processor, system: str | None, max_prompt_len
         )
 
 
-VLLM_MODES = ("colocate", "server")
-
-
 def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:
     """TRL's GRPOConfig from ours. world_size defaults to $WORLD_SIZE (set by `accelerate launch`), else 1."""
-    if cfg.preset not in PRESETS:
-        raise InvalidValue(f"preset '{cfg.preset}' is unknown; choose one of {PRESETS}")
-    if cfg.vllm_mode not in VLLM_MODES:
-        raise InvalidValue(f"vllm_mode '{cfg.vllm_mode}' is unknown; choose one of {VLLM_MODES}")
+    cfg.check()
     if cfg.use_vllm and cfg.load_in_4bit:
         raise InvalidValue("use_vllm: true cannot load the 4-bit (QLoRA) policy's weights; set one of them to false")
     world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
@@ -123,7 +123,7 @@ def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:
         # Prompt (image tokens included) + completion; unbounded, vLLM reserves KV cache for the full 128K context.
         "vllm_max_model_length": cfg.max_prompt_length + cfg.max_completion_length,
     }
-    return GRPOConfig(
+    return trl_config(GRPOConfig, cfg, dict(
         output_dir=cfg.output_dir,
         num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -152,8 +152,7 @@ def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:
         vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
         vllm_enable_sleep_mode=cfg.vllm_enable_sleep_mode,
         **trainer_precision_args(cfg),
-        **(unmodeled_defaults | cfg.trainer),
-    )
+    ), defaults=unmodeled_defaults)
 
 
 def check_vllm(cfg: RLStageConfig) -> None:
@@ -165,36 +164,48 @@ def check_vllm(cfg: RLStageConfig) -> None:
         )
 
 
-def build_rl_trainer(cfg: RLStageConfig) -> SRPOGRPOTrainer:
+def build_rl_trainer(cfg: RLStageConfig, args: GRPOConfig | None = None) -> SRPOGRPOTrainer:
     check_vllm(cfg)
     # The arguments first: under DeepSpeed ZeRO-3 they switch on sharded loading (zero.Init) for the model below.
-    args = grpo_args(cfg)
-    model, processor = load_trainable_policy(cfg)
+    args = args or grpo_args(cfg)
+    processor = load_training_processor(cfg)
+    train_dataset = build_rl_dataset(cfg, processor)  # checked before the model loads
     tokenizer = processor.tokenizer
 
     def token_count(text: str) -> int:  # SPEC §4: lengths in the policy's own tokens
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     return SRPOGRPOTrainer(
-        model=model,
+        model=load_trainable_model(cfg),
         reward_funcs=reward_functions(cfg.preset, token_count=token_count)
         + ([final_correct_reward(token_count)] if cfg.group_accuracy_filter else []),
         args=args,
-        train_dataset=build_rl_dataset(cfg, processor),
+        train_dataset=train_dataset,
         processing_class=processor,
         peft_config=lora_config(cfg),
         group_accuracy_filter=tuple(cfg.group_accuracy_filter) if cfg.group_accuracy_filter else None,
     )
 
 
-def run_rl(cfg: RLStageConfig) -> Path:
-    """Train, resuming from the newest checkpoint in output_dir; returns the final model directory."""
-    from srpo.report import plot_training
+def run_rl(cfg: RLStageConfig, *, overwrite: bool = False) -> OutputDir:
+    """Train, resuming from the newest complete checkpoint in output_dir (a finished run is left as it is)."""
+    from srpo.report import load_log_history, plot_training
 
-    trainer = build_rl_trainer(cfg)
-    trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
-    if trainer.is_world_process_zero():
-        output_dir = Path(cfg.output_dir)
-        plots = plot_training({output_dir.name: trainer.state.log_history}, output_dir / "plots")
+    check_vllm(cfg)
+    args = grpo_args(cfg)
+    run = prepare_output_dir(cfg, overwrite=overwrite)
+    if run.finished:
+        return run
+    checkpoint = last_checkpoint(cfg.output_dir)
+    if checkpoint and trained_to_the_end(checkpoint, cfg):
+        final_from_checkpoint(checkpoint, run.final, load_training_processor(cfg), cfg)
+        log_history = load_log_history(run.path)
+    else:
+        trainer = build_rl_trainer(cfg, args)
+        trainer.train(resume_from_checkpoint=checkpoint)
+        save_final(trainer, run.final)
+        log_history = trainer.state.log_history
+    if PartialState().is_main_process:
+        plots = plot_training({run.path.name: log_history}, run.path / "plots")
         logger.info("reward and transition plots: %s", ", ".join(str(p) for p in plots))
-    return save_final(trainer, Path(cfg.output_dir) / "final")
+    return run

@@ -14,11 +14,18 @@ from trl import SFTConfig, SFTTrainer
 
 from srpo.config import SFTStageConfig
 from srpo.data import question_with_choices
-from srpo.errors import InvalidValue, MissingPath
+from srpo.errors import InvalidValue, MissingPath, UserError
 from srpo.prompts import system_prompt
+from srpo.train.checkpoints import ExactResumeMixin
+from srpo.train.output_dir import OutputDir, prepare_output_dir
 from srpo.train.common import (
+    final_from_checkpoint,
+    trained_to_the_end,
     last_checkpoint,
-    load_trainable_policy,
+    prompt_token_count,
+    trl_config,
+    load_trainable_model,
+    load_training_processor,
     lora_config,
     save_final,
     trainer_precision_args,
@@ -29,17 +36,45 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("question", "images", "target")
 
 
-def load_sft_dataset(path: str | Path, system: str | None) -> datasets.Dataset:
-    """A reflection dataset written by `srpo reflect` (or any datasets dir with question/images/target)."""
+class SRPOSFTTrainer(ExactResumeMixin, SFTTrainer):
+    """TRL's SFTTrainer whose checkpoints resume exactly (srpo.train.checkpoints)."""
+
+
+class PromptTooLongError(UserError, ValueError):
+    """Rows whose prompt (question + image tokens) alone fills max_length."""
+
+
+def load_sft_dataset(path: str | Path, system: str | None, processor=None, max_length: int | None = None
+                     ) -> datasets.Dataset:
+    """A reflection dataset written by `srpo reflect` (or any datasets dir with question/images/target).
+
+    With a processor and max_length, rows whose prompt alone reaches max_length are refused by id: TRL truncates
+    them to max_length, which leaves no completion to learn from and cuts image tokens, crashing the model."""
     path = Path(path)
     if (path / "dataset").is_dir():
         path = path / "dataset"
     if not path.exists():
         raise MissingPath(f"SFT dataset {path} not found: run `srpo reflect` first or point `dataset` at one")
-    ds = datasets.load_from_disk(str(path))
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise InvalidValue(f"SFT dataset {path} is not a folder written by datasets' save_to_disk ({exc}); point "
+                           "`dataset` at the output of `srpo reflect`") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if missing:
         raise InvalidValue(f"SFT dataset {path}: missing column(s) {missing}; it has {ds.column_names}")
+    if processor is not None and max_length is not None:
+        too_long = []
+        for index, row in enumerate(ds):
+            question = question_with_choices(row["question"], row.get("choices"))
+            n_tokens = prompt_token_count(processor, question, row["images"], system)
+            if n_tokens >= max_length:
+                too_long.append(f"{row.get('id', f'row {index}')} ({n_tokens} tokens)")
+        if too_long:
+            raise PromptTooLongError(
+                f"SFT dataset {path}: {len(too_long)} prompt(s) reach max_length={max_length}, leaving no room for "
+                f"the completion: {', '.join(too_long[:5])}{' ...' if len(too_long) > 5 else ''}. Raise "
+                "max_length, lower max_pixels, or drop them.")
     return ds.map(
         lambda row: to_prompt_completion(row, system),
         remove_columns=[c for c in ds.column_names if c != "images"],
@@ -56,7 +91,8 @@ def to_prompt_completion(row: dict, system: str | None) -> dict:
 def sft_args(cfg: SFTStageConfig) -> SFTConfig:
     """TRL's SFTConfig from ours (the global batch is per_device_train_batch_size x gradient_accumulation_steps x
     the number of processes)."""
-    return SFTConfig(
+    cfg.check()
+    return trl_config(SFTConfig, cfg, dict(
         output_dir=cfg.output_dir,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,
@@ -75,17 +111,17 @@ def sft_args(cfg: SFTStageConfig) -> SFTConfig:
         remove_unused_columns=False,  # the vision collator needs the raw `images` column
         dataset_kwargs={"skip_prepare_dataset": True},  # VLM rows are processed by the collator
         **trainer_precision_args(cfg),
-        **cfg.trainer,
-    )
+    ))
 
 
-def build_sft_trainer(cfg: SFTStageConfig) -> SFTTrainer:
+def build_sft_trainer(cfg: SFTStageConfig, args: SFTConfig | None = None) -> SRPOSFTTrainer:
     # The arguments first: under DeepSpeed ZeRO-3 they switch on sharded loading (zero.Init) for the model below.
-    args = sft_args(cfg)
-    model, processor = load_trainable_policy(cfg)
-    train_dataset = load_sft_dataset(cfg.dataset, system_prompt(cfg.system_prompt) if cfg.system_prompt else None)
-    return SFTTrainer(
-        model=model,
+    args = args or sft_args(cfg)
+    processor = load_training_processor(cfg)
+    system = system_prompt(cfg.system_prompt) if cfg.system_prompt else None
+    train_dataset = load_sft_dataset(cfg.dataset, system, processor, args.max_length)  # checked before the model loads
+    return SRPOSFTTrainer(
+        model=load_trainable_model(cfg),
         args=args,
         train_dataset=train_dataset,
         processing_class=processor,
@@ -93,8 +129,17 @@ def build_sft_trainer(cfg: SFTStageConfig) -> SFTTrainer:
     )
 
 
-def run_sft(cfg: SFTStageConfig) -> Path:
-    """Train, resuming from the newest checkpoint in output_dir; returns the final model directory."""
-    trainer = build_sft_trainer(cfg)
-    trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
-    return save_final(trainer, Path(cfg.output_dir) / "final")
+def run_sft(cfg: SFTStageConfig, *, overwrite: bool = False) -> OutputDir:
+    """Train, resuming from the newest complete checkpoint in output_dir (a finished run is left as it is)."""
+    args = sft_args(cfg)
+    run = prepare_output_dir(cfg, overwrite=overwrite)
+    if run.finished:
+        return run
+    checkpoint = last_checkpoint(cfg.output_dir)
+    if checkpoint and trained_to_the_end(checkpoint, cfg):
+        final_from_checkpoint(checkpoint, run.final, load_training_processor(cfg), cfg)
+        return run
+    trainer = build_sft_trainer(cfg, args)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    save_final(trainer, run.final)
+    return run

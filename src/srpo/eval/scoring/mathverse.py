@@ -22,12 +22,13 @@ from typing import Any
 from srpo.eval.scoring.common import (
     Judge,
     ScoreResult,
+    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
     last_boxed,
-    load_records,
     make_result,
+    read_rows,
     single_letter,
 )
 
@@ -203,6 +204,22 @@ def score_item(record: dict, response_or_extraction: str, mode: str = "official"
             "unparsed": found is None, "method": method}
 
 
+OUTPUT_FILE = ("mathverse output files are one JSON list of testmini rows, each with model_answer (and optionally "
+               "extraction), as output_templates/output_testmini.json; pass such a file or check --benchmark")
+
+
+def read_outputs(path, field: str | None) -> list[dict]:
+    """The rows of an official-format output file, checked (shape, item ids, answers, the field to score)."""
+    rows = read_rows(path, layout="list", expected=OUTPUT_FILE, id_fields=("sample_index", "pid"),
+                     required=("answer", "question_type"))
+    recs = [row for _, row in rows]
+    if field is not None:
+        check_field(path, recs, field)
+    elif not any("model_answer" in r or "extraction" in r for r in recs):
+        check_field(path, recs, "model_answer")
+    return recs
+
+
 def rescore(outputs_path, *, mode: str = "official", field: str | None = None, judge: Judge | None = None,
             trunc_words: int | None = None, records: list[dict] | None = None) -> ScoreResult:
     """Rescore an official-format MathVerse output file (testmini rows + `model_answer`, optionally `extraction`).
@@ -211,7 +228,7 @@ def rescore(outputs_path, *, mode: str = "official", field: str | None = None, j
     or name the field to read ("model_answer" forces re-extraction, "extraction" takes it as extracted).
     """
     check_mode(mode)
-    recs = records if records is not None else load_records(outputs_path)
+    recs = records if records is not None else read_outputs(outputs_path, field)
     items = []
     for r in recs:
         f = field or ("extraction" if "extraction" in r and mode == "official" else "model_answer")

@@ -18,16 +18,21 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from srpo.errors import MissingPath
 from srpo.eval.scoring.common import (
     Judge,
+    OutputFileError,
     ScoreResult,
+    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
-    load_records,
     make_result,
+    read_rows,
+    shared_dir,
 )
 
 BENCHMARK = "mathvision"
@@ -362,9 +367,20 @@ def score_item(record: dict, response_or_extraction: str, mode: str = "official"
             "method": method}
 
 
+ANSWER_FILE = ("a MathVision answer file is data/test.jsonl (or data/testmini.jsonl) of the benchmark: JSONL rows "
+               "with id, answer, options, level and subject")
+OUTPUT_FILE = ("mathvision output files are JSONL rows with id and response (as outputs/**/<Model>.jsonl); pass such "
+               "a file or check --benchmark")
+
+
 def load_data(path) -> dict[str, dict]:
     """id -> record of a MathVision data file (test.jsonl / testmini.jsonl)."""
-    return {str(r["id"]): r for r in load_records(path)}
+    path = Path(path)
+    if not path.is_file():
+        raise MissingPath(f"mathvision: answer file {path} not found. MathVision output files carry no answers; they "
+                          "are read from the benchmark's data/test.jsonl: pass its path with --data")
+    rows = read_rows(path, layout="jsonl", expected=ANSWER_FILE, id_fields=("id",), required=("answer",))
+    return {str(row["id"]): row for _, row in rows}
 
 
 def rescore(outputs_path, *, mode: str = "official", data=None, field: str = "response",
@@ -374,15 +390,21 @@ def rescore(outputs_path, *, mode: str = "official", data=None, field: str = "re
     `data`: the benchmark data (path to test.jsonl, or a dict id -> record) that holds answers, options, levels and
     subjects; by default data/test.jsonl of the shared benchmark folder (SRPO_SHARED_DIR).
     field="response" re-runs the rule extraction (the official evaluate.py does); field="model_answer" judges the
-    stored extraction.
+    stored extraction. Output rows whose id the data do not hold are refused, naming the line.
     """
     check_mode(mode)
     if data is None:
-        from srpo.eval.scoring.common import shared_dir
-
         data = shared_dir() / "mathvision" / "data" / "test.jsonl"
     table = data if isinstance(data, dict) else load_data(data)
-    rows = load_records(outputs_path)
+    placed = read_rows(outputs_path, layout="jsonl", expected=OUTPUT_FILE, id_fields=("id",))
+    rows = [row for _, row in placed]
+    check_field(outputs_path, rows, field)
+    unknown = [(place, row["id"]) for place, row in placed if str(row["id"]) not in table]
+    if unknown:
+        (place, iid), source = unknown[0], "the given answers" if isinstance(data, dict) else str(data)
+        raise OutputFileError(f"{place}: id {iid!r} is not in {source} ({len(unknown)} of {len(rows)} rows have ids "
+                              f"it lacks); pass the matching answer file with --data (data/test.jsonl for the test "
+                              "set, data/testmini.jsonl for testmini)")
     recs = [table[str(r["id"])] for r in rows]
     items = [score_item(rec, row.get(field), mode, extracted=(field != "response"), judge=judge)
              for rec, row in zip(recs, rows)]

@@ -20,15 +20,17 @@ from typing import Any
 
 from srpo.eval.scoring.common import (
     Judge,
+    OutputFileError,
     ScoreResult,
+    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
     last_boxed,
     letters,
     levenshtein,
-    load_records,
     make_result,
+    read_rows,
 )
 
 BENCHMARK = "mathvista"
@@ -258,6 +260,22 @@ def score_item(record: dict, response_or_extraction: str, mode: str = "official"
             "method": method}
 
 
+OUTPUT_FILE = ("mathvista output files are one JSON object keyed by pid, each item the testmini row plus response / "
+               "extraction (as results/<model>/output_<name>.json); pass such a file or check --benchmark")
+
+
+def read_outputs(path, field: str) -> list[dict]:
+    """The rows of an official-format output file, checked (shape, the fields the normaliser reads, `field`)."""
+    rows = read_rows(path, layout="keyed", expected=OUTPUT_FILE, required=("answer", "question_type", "answer_type"))
+    for place, row in rows:
+        if row["question_type"] == "multi_choice" and not (isinstance(row.get("choices"), list) and row["choices"]):
+            raise OutputFileError(f"{place}: a multi_choice item without a 'choices' list; every multiple-choice "
+                                  "row needs its choices to be scored")
+    recs = [row for _, row in rows]
+    check_field(path, recs, field)
+    return recs
+
+
 def rescore(outputs_path, *, mode: str = "official", field: str = "extraction", legacy_int: bool = False,
             ignore_empty: bool = False, judge: Judge | None = None, records: list[dict] | None = None
             ) -> ScoreResult:
@@ -267,7 +285,7 @@ def rescore(outputs_path, *, mode: str = "official", field: str = "extraction", 
     re-runs the extraction step on the raw response. A missing field counts as an empty string.
     """
     check_mode(mode)
-    recs = records if records is not None else load_records(outputs_path)
+    recs = records if records is not None else read_outputs(outputs_path, field)
     items = [
         score_item(r, r.get(field, ""), mode, extracted=(field != "response"), judge=judge,
                    legacy_int=legacy_int, ignore_empty=ignore_empty)

@@ -7,6 +7,9 @@ official     -- the official option parser (mmmu-pro/evaluate.py, described in P
                 here that answer is unparsed and wrong (counted in `unparsed`), so scores are deterministic.
 srpo_compat  -- the SRPO authors' generic multiple-choice rule: first <answer> block (else last \\boxed{}),
                 a single option letter, else a unique option text; then `judge` as extractor; else unparsed.
+
+Rows of the first release (September 2024) carry `shuffled_options` / `shuffled_options_answer`: both modes score
+them against the shuffled options the model saw (`shown_options`).
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from srpo.errors import InvalidValue
 from srpo.eval.scoring.common import (
     Judge,
+    OutputFileError,
     ScoreResult,
+    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
     letters,
-    load_records,
     make_result,
+    read_rows,
 )
 
 BENCHMARK = "mmmu_pro"
@@ -57,8 +63,40 @@ BREAKDOWN = {
 def parse_options(options: Any) -> list[str]:
     """Options as stored in MMMU-Pro rows: a list, or the string repr of a Python list."""
     if isinstance(options, str):
-        return [str(o) for o in ast.literal_eval(options)]
+        try:
+            options = ast.literal_eval(options)
+        except (ValueError, SyntaxError):
+            raise InvalidValue(f"options {options[:80]!r} are not a list of option texts") from None
+    if not isinstance(options, (list, tuple)) or not options:
+        raise InvalidValue(f"options {options!r} are not a non-empty list of option texts")
     return [str(o) for o in options]
+
+
+SHUFFLED = ("shuffled_options", "shuffled_options_answer")  # the first (September 2024) release's rows
+
+
+def shown_options(record: dict) -> tuple[list[str], Any]:
+    """(the options the model was shown, the answer letter among them).
+
+    Rows of the first MMMU-Pro release (September 2024) carry `shuffled_options` -- the option list in the order the
+    model saw it -- and `shuffled_options_answer`, the answer letter within that list; `options` / `answer` keep the
+    original order. Such a row is scored against the shuffled list, never the original: the same letter names
+    another option there. A row with only one of the two fields cannot be scored either way and is refused."""
+    has = [record.get(f) not in (None, "", []) for f in SHUFFLED]
+    if not any(has):
+        if "answer" not in record:
+            raise InvalidValue(f"item {record.get('id')!r} has no 'answer' field (the answer letter)")
+        return parse_options(record.get("options")), record["answer"]
+    if not all(has):
+        given, lacking = (SHUFFLED if has[0] else SHUFFLED[::-1])
+        raise InvalidValue(f"item {record.get('id')!r} has {given!r} but no {lacking!r}; a row of the first "
+                           "(September 2024) release needs both, to be scored against the options the model saw")
+    options, answer = parse_options(record["shuffled_options"]), record["shuffled_options_answer"]
+    if answer not in letters(len(options)):
+        raise InvalidValue(f"item {record.get('id')!r}: shuffled_options_answer {answer!r} is not one of the letters "
+                           f"{letters(len(options))[0]}..{letters(len(options))[-1]} of its {len(options)} "
+                           "shuffled_options")
+    return options, answer
 
 
 def parse_official(response: Any, options: list[str]) -> str | None:
@@ -118,9 +156,10 @@ Letter: """
 
 def score_item(record: dict, response_or_extraction: str, mode: str = "official", *, judge: Judge | None = None
                ) -> dict:
-    """Score one MMMU-Pro response. `record` needs `options` (list or its string repr) and `answer` (letter)."""
+    """Score one MMMU-Pro response. `record` needs `options` (list or its string repr) and `answer` (letter), or,
+    in a first-release row, `shuffled_options` and `shuffled_options_answer`, which are then what is scored."""
     check_mode(mode)
-    options = parse_options(record["options"])
+    options, answer = shown_options(record)
     response = response_or_extraction
     method = "rule"
     if mode == "official":
@@ -135,15 +174,33 @@ def score_item(record: dict, response_or_extraction: str, mode: str = "official"
             extraction = reply.strip()
             pred, method = compat_choice_letter(extraction, options), "llm"
     return {"id": record.get("id"), "extraction": pred if mode == "official" else extraction, "prediction": pred,
-            "correct": pred is not None and pred == record.get("answer"), "unparsed": pred is None,
+            "correct": pred is not None and pred == answer, "unparsed": pred is None,
             "method": method}
+
+
+OUTPUT_FILE = ("mmmu_pro output files are JSONL rows with id, options, answer and response (as "
+               "gpt-4o_<setting>_<cot|direct>.jsonl); pass such a file or check --benchmark")
+
+
+def read_outputs(path, field: str) -> list[dict]:
+    """The rows of an official-format output file, checked: shape, ids, options and answers (shuffled or not)."""
+    rows = read_rows(path, layout="jsonl", expected=OUTPUT_FILE, id_fields=("id",), required=("options",))
+    for place, row in rows:
+        try:
+            shown_options(row)
+        except InvalidValue as exc:
+            raise OutputFileError(f"{place}: {exc}") from None
+    recs = [row for _, row in rows]
+    check_field(path, recs, field)
+    return recs
 
 
 def rescore(outputs_path, *, mode: str = "official", field: str = "response", judge: Judge | None = None,
             records: list[dict] | None = None) -> ScoreResult:
-    """Rescore an official MMMU-Pro output jsonl (rows with options, answer, subject, response)."""
+    """Rescore an official MMMU-Pro output jsonl (rows with options, answer, subject, response); rows of the first
+    release are scored against their shuffled options (`shown_options`)."""
     check_mode(mode)
-    recs = records if records is not None else load_records(outputs_path)
+    recs = records if records is not None else read_outputs(outputs_path, field)
     items = [score_item(r, r.get(field), mode, judge=judge) for r in recs]
     return make_result(BENCHMARK, mode, items, recs, BREAKDOWN, options={"field": field, "judge": judge is not None})
 
