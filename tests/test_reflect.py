@@ -189,4 +189,4 @@ def test_an_image_the_local_policy_cannot_take_is_named_before_any_attempt(tmp_p
 
 
 def test_an_empty_problem_file_is_refused(tmp_path, tiny_model_dir):
-    assert "holds no problems" in _run_until_refused(tmp_path, tiny_model_dir, [])
+    assert "holds no usable problems" in _run_until_refused(tmp_path, tiny_model_dir, [])

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import datasets
 import pytest
 import torch
 
@@ -15,7 +14,10 @@ from srpo.data import load_problems, problems_to_dataset
 from srpo.demo import pretrain_target
 from srpo.format import render_response
 from srpo.models import load_model
-from srpo.train.rl import PromptTooLongError, build_rl_trainer
+from srpo.models import load_processor
+from srpo.prompts import problem_messages, system_prompt
+from srpo.train.common import PromptTooLongError, prompt_token_count
+from srpo.train.rl import build_rl_trainer
 from srpo.train.sft import build_sft_trainer, run_sft
 
 pytestmark = pytest.mark.slow
@@ -82,9 +84,24 @@ def test_group_accuracy_filter_silences_groups_outside_the_band(tiny_model_dir, 
     assert trainer._metrics["train"]["filter/dropped_group_fraction"][-1] == 0.5
 
 
-def test_over_long_image_prompts_are_rejected_by_id(tiny_model_dir, problems_file, tmp_path):
-    with pytest.raises(PromptTooLongError, match=r"exceed max_prompt_length=40: syn-"):
+def test_over_long_image_prompts_are_rejected_by_id_or_skipped(tiny_model_dir, problems_file, tmp_path):
+    with pytest.raises(PromptTooLongError, match=r"are longer than max_prompt_length=40 allows \(40 tokens\): syn-"):
         build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, max_prompt_length=40))
+    # The count from image sizes is the processor's own, image tokens included.
+    processor = load_processor(tiny_model_dir)
+    system = system_prompt("reflection")
+    counts = {}
+    for problem in load_problems(problems_file):
+        messages = problem_messages(problem.question_with_choices(), len(problem.images), system)
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        real = processor(text=[text], images=problem.images or None, return_tensors="pt")["input_ids"].shape[1]
+        counts[problem.id] = prompt_token_count(processor, problem.question_with_choices(), problem.images, system)
+        assert counts[problem.id] == real
+    # With skip_bad the longer prompts are dropped and the rest train.
+    limit = sorted(counts.values())[len(counts) // 2]
+    trainer = build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, max_prompt_length=limit,
+                                         skip_bad=True))
+    assert sorted(trainer.train_dataset["id"]) == sorted(i for i, n in counts.items() if n <= limit)
 
 
 def test_rl_killed_after_first_checkpoint_resumes(tiny_model_dir, problems_file, tmp_path):

@@ -144,6 +144,9 @@ def plot(
     """Reward terms and reflection transitions over training steps, from the runs' newest checkpoints."""
     from srpo.report import load_log_history, plot_training
 
+    from srpo.files import check_output_dir
+
+    check_output_dir(out, "--out")
     names = [run.resolve().name for run in runs]
     if len(set(names)) < len(names):  # the same folder name twice: tell them apart by path
         names = [str(run) for run in runs]
@@ -205,8 +208,12 @@ def score(
     from dataclasses import asdict
     import json
 
+    from srpo.errors import InvalidValue
     from srpo.rewards import score_response
 
+    if not solution.strip():
+        raise InvalidValue("SOLUTION: the reference answer is empty, so every response would score as wrong; pass the "
+                           "problem's answer, e.g. srpo score \"<think>...</think> <answer>3</answer>\" 3")
     typer.echo(json.dumps(asdict(score_response(response, solution, preset=preset)), indent=2))
 
 

@@ -128,6 +128,7 @@ class SFTStageConfig(ModelOptions):
     """Stage 1 SFT on reflection data (SPEC §3.5)."""
 
     dataset: str = ""  # a `srpo reflect` output dir (dataset/ inside) or a datasets dir with prompt/completion/images
+    skip_bad: bool = False  # skip (and count) rows whose images the processor refuses or whose prompt fills max_length
     output_dir: str = "outputs/sft"
     learning_rate: float = 1e-5
     num_train_epochs: float = 1.0
@@ -152,6 +153,8 @@ class SFTStageConfig(ModelOptions):
 
 
 VLLM_MODES = ("colocate", "server")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")  # TRL 1.16's GRPO losses
+SCALE_REWARDS = ("group", "batch", "none")
 
 
 @dataclass
@@ -159,6 +162,7 @@ class RLStageConfig(ModelOptions):
     """Stage 2 reflection-aware GRPO (SPEC §4, §5)."""
 
     dataset: str = ""  # problems file/dir (JSONL, Parquet or datasets dir) in the srpo problem schema
+    skip_bad: bool = False  # skip (and count) bad rows, refused images and over-long prompts instead of stopping
     output_dir: str = "outputs/rl"
     preset: str = "paper"  # paper | reference | grpo (SPEC §4)
     system_prompt: str = "reflection"
@@ -201,6 +205,10 @@ class RLStageConfig(ModelOptions):
             raise ConfigError(f"num_generations: {self.num_generations} must be at least 2 (GRPO's advantage compares "
                               "the completions of one prompt with each other)")
         _at_least(self, "prompts_per_step", 1)
+        if self.loss_type not in LOSS_TYPES:
+            raise ConfigError(f"loss_type: {self.loss_type!r} is unknown; use one of {LOSS_TYPES} (the paper's: grpo)")
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ConfigError(f"scale_rewards: {self.scale_rewards!r} is unknown; use one of {SCALE_REWARDS}")
         _positive(self, "temperature")
         _in_range(self, "min_lr_rate", 0.0, 1.0)
         if self.beta < 0:
@@ -226,10 +234,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} not found")
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder; pass a YAML file")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of keys to values")
         values.update(loaded)
@@ -334,6 +346,7 @@ class ReflectConfig:
     """Stage 1 data building (SPEC §3.2-§3.4): attempts, teacher reflections, filters."""
 
     problems: str = ""
+    skip_bad: bool = False  # skip (and count) bad rows and images the local policy's processor refuses
     policy: str = ""  # a model path (local batched generation) or the http(s) URL of an OpenAI-compatible server
     out: str = "outputs/reflect"
     teacher: str = "oracle"  # "oracle" (worked solutions, no model) or the http(s) URL of an OpenAI-compatible server

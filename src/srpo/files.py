@@ -1,6 +1,6 @@
 """Writing files so that a crash never leaves a half-written one, and checking output paths before any work starts.
 
-* :func:`atomic_write_text` / :func:`atomic_write_json`: a temporary file beside the target, fsync'ed, then renamed
+* :func:`atomic_write_text` / :func:`atomic_write_bytes` / :func:`atomic_write_json` / :func:`save_figure`: a temporary file beside the target, fsync'ed, then renamed
   over it; a reader sees the old file or the new one, never a torn one.
 * :func:`replace_dir` (or :func:`partial_dir` + :func:`swap_in` when several processes write): the same for a
   folder (a model, a dataset): written beside the target, then swapped in by renames.
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -30,12 +31,16 @@ class OutputPathError(InvalidValue):
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,6 +48,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_figure(fig, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """A matplotlib figure as a PNG, written atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_kwargs)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from srpo.errors import MissingPath  # noqa: E402
 from srpo.eval.metrics import TRANSITIONS  # noqa: E402
+from srpo.files import save_figure  # noqa: E402
 
 
 def load_log_history(run_dir: str | Path) -> list[dict]:
@@ -70,7 +71,7 @@ def _plot_series(histories: dict[str, dict[str, list]], prefixes: tuple[str, ...
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -90,7 +91,7 @@ def plot_accuracy_per_stage(stages: dict[str, dict], path: Path) -> Path:
     ax.set_title("Held-out accuracy per stage")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -107,7 +108,7 @@ def plot_transitions(stages: dict[str, dict], path: Path) -> Path:
     ax.set_title("First -> final answer transitions")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

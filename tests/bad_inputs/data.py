@@ -66,7 +66,7 @@ CASES = [
     BadInput("data-missing-file", lambda ws: reflect_on(ws, ws.tmp / "nope.jsonl"),
              r"nope\.jsonl: no such file or folder"),
     BadInput("data-empty-file", lambda ws: reflect_on(ws, ws.write("p.jsonl", "")),
-             r"p\.jsonl: holds no problems"),
+             r"p\.jsonl: holds no usable problems"),
     BadInput("data-aspect-ratio-the-processor-refuses", lambda ws: with_image(ws, (1, 250)),
              r"p\.jsonl: images: the model's image processor refuses the images of 1 item\(s\): 'banner' \(image 0, 1x250 px: absolute aspect ratio must be smaller than 200"),
     BadInput("data-oracle-without-solutions", lambda ws: reflect_on(ws, ws.write("p.jsonl", json.dumps({"id": "q", "question": "Q?", "answer": "1"}) + "\n")),

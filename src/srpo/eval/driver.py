@@ -33,7 +33,7 @@ from srpo.errors import InvalidValue, MissingPath
 from srpo.eval import problems as problem_scorer
 from srpo.eval.backends import generate, pick_backend, token_counter
 from srpo.eval.benchmarks import Benchmark, load_benchmark
-from srpo.eval.endpoint import is_url
+from srpo.eval.endpoint import is_url, redact_url
 from srpo.eval.judge import JudgeConfig
 from srpo.eval.metrics import ScoredResponse, reflection_metrics
 from srpo.eval.scoring import get_scorer
@@ -281,11 +281,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     if not bench.items:
         raise InvalidValue(f"{bench.source}: no items to evaluate" + (" (--limit 0)" if cfg.limit == 0 else ""))
     out = Path(cfg.out)
-    gen = {"model": cfg.model, "backend": backend, "served_model": cfg.served_model, "benchmark": bench.name,
+    gen = {"model": redact_url(cfg.model), "backend": backend, "served_model": cfg.served_model, "benchmark": bench.name,
            "split": bench.split, "prompt": cfg.prompt, "max_new_tokens": cfg.max_new_tokens}
     responses = _load_responses(out, gen, cfg.overwrite)
     run = {"generation": gen, "data": bench.source, "n_items": len(bench.items), "limit": cfg.limit,
-           "config": {k: v for k, v in asdict(cfg).items() if k != "judge"}}
+           "config": {k: v for k, v in asdict(cfg).items() if k != "judge"} | {"model": redact_url(cfg.model)}}
     atomic_write_json(out / "run.json", run)
     todo = [it for it in bench.items if it.id not in responses]
     logger.info("%s %s: %d items, %d to generate with %s", bench.name, bench.split, len(bench.items), len(todo),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from srpo.errors import InvalidValue, NotAvailable
 from srpo.eval.endpoint import chat_once
-from srpo.reflect.endpoint import EndpointFatalError, RequestFailed
+from srpo.reflect.endpoint import EndpointFatalError, RequestFailed, redact_url
 
 
 @dataclass
@@ -54,11 +54,11 @@ class OpenAIJudge:
             text = chat_once(self.base_url, self.model, [{"role": "user", "content": prompt}],
                              max_tokens=self.max_tokens, **self._request)
         except (RequestFailed, EndpointFatalError) as exc:
-            raise NotAvailable(f"judge {self.model} at {self.base_url} failed: {exc}") from None
+            raise NotAvailable(f"judge {self.model} at {redact_url(self.base_url)} failed: {exc}") from None
         with self._lock:
             self.calls += 1
             self._cache[prompt] = text
         return text
 
     def describe(self) -> dict:
-        return {"base_url": self.base_url, "model": self.model, "calls": self.calls}
+        return {"base_url": redact_url(self.base_url), "model": self.model, "calls": self.calls}

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from srpo.errors import InvalidValue, MissingPath
-from srpo.files import atomic_write_text, check_output_dir, replace_dir
+from srpo.files import atomic_write_text, check_output_dir, replace_dir, save_figure
 
 MAX_BARS = 40  # categories with more values show the 40 largest in the chart (the table has all)
 REQUIRED_METRICS = ("mode", "n_scored", "score", "first_accuracy", "final_accuracy", "reflection_rate",
@@ -47,7 +47,7 @@ def plot_category(category: str, cells: dict[str, dict], path: Path, title: str 
     ax.set_xlabel("accuracy (%)")
     ax.set_title(title or category, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -199,6 +199,6 @@ def _plot_compare(names: list[str], runs: list[dict], path: Path) -> Path:
     ax.set_title("Runs compared")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

@@ -30,7 +30,7 @@ from typing import Any
 
 from srpo.answers import is_correct
 from srpo.config import ConfigError, ReflectConfig
-from srpo.data import Problem, load_problems, problems_to_dataset, reject_images
+from srpo.data import LoadReport, Problem, load_problems, problems_to_dataset, reject_images
 from srpo.errors import InvalidValue, UserError
 from srpo.files import atomic_write_json, check_output_dir, replace_dir
 from srpo.format import parse_response, render_response, render_sft_target
@@ -442,13 +442,16 @@ def check_settings(cfg: ReflectConfig, out: Path) -> None:
 def load_reflect_problems(cfg: ReflectConfig, teacher: Teacher) -> list[Problem]:
     """The problems to attempt, checked for what would fail only later: no problem at all, an image the local
     policy's processor refuses, the oracle teacher without worked solutions."""
-    problems = load_problems(cfg.problems, limit=cfg.limit)
-    if not problems:
-        raise InvalidValue(f"{cfg.problems}: holds no problems; pass a file with at least one")
-    if not is_url(cfg.policy):  # an endpoint policy's server checks its images itself
+    report = LoadReport()
+    problems = load_problems(cfg.problems, limit=cfg.limit, skip_bad=cfg.skip_bad, report=report)
+    if problems and not is_url(cfg.policy):  # an endpoint policy's server checks its images itself
         from srpo.models import load_processor
 
-        reject_images(((p.id, p.images) for p in problems), load_processor(cfg.policy), source=cfg.problems)
+        refused = reject_images(((p.id, p.images) for p in problems), load_processor(cfg.policy), source=cfg.problems,
+                                skip_bad=cfg.skip_bad, report=report)
+        problems = [p for p in problems if p.id not in refused]
+    if not problems:
+        raise InvalidValue(f"{cfg.problems}: holds no usable problems ({report.summary()}); pass a file with at least one")
     if isinstance(teacher, OracleTeacher):
         unsolved = [p.id for p in problems if not p.solution]
         if unsolved:

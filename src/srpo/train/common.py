@@ -16,7 +16,8 @@ from accelerate import PartialState
 from accelerate.utils import is_peft_model
 
 from srpo.config import ConfigError, ModelOptions
-from srpo.errors import InvalidValue, MissingDependency, NotAvailable
+from srpo.data import LoadReport, reject_images
+from srpo.errors import InvalidValue, MissingDependency, NotAvailable, UserError
 from srpo.files import partial_dir, replace_dir, swap_in
 from srpo.models import load_model, load_processor
 from srpo.prompts import problem_messages
@@ -124,6 +125,36 @@ def prompt_token_count(processor, question: str, images, system: str | None) -> 
     per_token = image_processor.merge_size**2
     n_images = sum(image_processor.get_number_of_image_patches(im.height, im.width, {}) // per_token for im in images)
     return n_text - len(images) + n_images  # each image's one placeholder token becomes its patch tokens
+
+
+class PromptTooLongError(UserError, ValueError):
+    """Prompts (question + image tokens) longer than the stage allows; the message names them by id."""
+
+
+def unusable_items(items, processor, system: str | None, max_prompt_tokens: int, *, source: str, limit_name: str,
+                   skip_bad: bool) -> set[str]:
+    """Ids of the (id, question, images) items a batch cannot take: images the processor refuses, prompts longer
+    than max_prompt_tokens. Without skip_bad they stop the run, named; with it they are counted, logged and dropped.
+    """
+    items = list(items)
+    report = LoadReport()
+    refused = reject_images(((i, images) for i, _, images in items), processor, source=source, skip_bad=skip_bad,
+                            report=report)
+    too_long = []
+    for item_id, question, images in items:
+        if item_id not in refused:
+            n_tokens = prompt_token_count(processor, question, images, system)
+            if n_tokens > max_prompt_tokens:
+                too_long.append((item_id, n_tokens))
+    if too_long and not skip_bad:
+        named = ", ".join(f"{i} ({n} tokens)" for i, n in too_long[:5]) + (" ..." if len(too_long) > 5 else "")
+        raise PromptTooLongError(
+            f"{source}: {len(too_long)} prompt(s) are longer than {limit_name} allows ({max_prompt_tokens} tokens): "
+            f"{named}. Raise {limit_name.split('=')[0]}, lower max_pixels, drop them, or set skip_bad: true.")
+    if too_long:
+        logger.warning("%s: skipped %d prompt(s) longer than %s (first: %s, %d tokens)", source, len(too_long),
+                       limit_name, *too_long[0])
+    return refused | {i for i, _ in too_long}
 
 
 def trl_config(config_class: type, cfg, modeled: dict[str, Any], defaults: dict[str, Any] | None = None):

@@ -12,7 +12,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from srpo.config import RLStageConfig
 from srpo.data import load_problems, problems_to_dataset, question_with_choices
-from srpo.errors import InvalidValue, MissingDependency, UserError
+from srpo.errors import InvalidValue, MissingDependency
 from srpo.prompts import system_prompt
 from srpo.rewards import completion_text, reward_functions, reward_weights, score_response
 from srpo.train.checkpoints import ExactResumeMixin
@@ -21,7 +21,7 @@ from srpo.train.common import (
     final_from_checkpoint,
     trained_to_the_end,
     last_checkpoint,
-    prompt_token_count,
+    unusable_items,
     trl_config,
     load_trainable_model,
     load_training_processor,
@@ -31,10 +31,6 @@ from srpo.train.common import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class PromptTooLongError(UserError, ValueError):
-    """A prompt (question + image tokens) longer than max_prompt_length: GRPO would not truncate it."""
 
 
 class SRPOGRPOTrainer(ExactResumeMixin, GRPOTrainer):
@@ -75,9 +71,15 @@ def final_correct_reward(token_count=None):
 
 
 def build_rl_dataset(cfg: RLStageConfig, processor) -> datasets.Dataset:
-    problems = load_problems(cfg.dataset)
+    problems = load_problems(cfg.dataset, skip_bad=cfg.skip_bad)
     system = system_prompt(cfg.system_prompt) if cfg.system_prompt else None
-    check_prompt_lengths(problems, processor, system, cfg.max_prompt_length)
+    # GRPOTrainer does not truncate prompts, and cutting image tokens crashes the model.
+    dropped = unusable_items(((p.id, p.question_with_choices(), p.images) for p in problems), processor, system,
+                             cfg.max_prompt_length, source=cfg.dataset,
+                             limit_name=f"max_prompt_length={cfg.max_prompt_length}", skip_bad=cfg.skip_bad)
+    problems = [p for p in problems if p.id not in dropped]
+    if not problems:
+        raise InvalidValue(f"{cfg.dataset}: no usable problems left to train on")
     ds = problems_to_dataset(problems)
 
     def to_row(row):
@@ -87,20 +89,6 @@ def build_rl_dataset(cfg: RLStageConfig, processor) -> datasets.Dataset:
         return {"prompt": prompt}
 
     return ds.map(to_row)
-
-
-def check_prompt_lengths(problems, processor, system: str | None, max_prompt_length: int) -> None:
-    """Reject over-long prompts by id: GRPOTrainer does not truncate, and cutting image tokens crashes the model."""
-    too_long = []
-    for problem in problems:
-        n_tokens = prompt_token_count(processor, problem.question_with_choices(), problem.images, system)
-        if n_tokens > max_prompt_length:
-            too_long.append(f"{problem.id} ({n_tokens} tokens)")
-    if too_long:
-        raise PromptTooLongError(
-            f"{len(too_long)} prompt(s) exceed max_prompt_length={max_prompt_length}: {', '.join(too_long[:5])}"
-            f"{' ...' if len(too_long) > 5 else ''}. Raise max_prompt_length, lower max_pixels, or drop them."
-        )
 
 
 def grpo_args(cfg: RLStageConfig, world_size: int | None = None) -> GRPOConfig:

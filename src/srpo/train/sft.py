@@ -14,7 +14,7 @@ from trl import SFTConfig, SFTTrainer
 
 from srpo.config import SFTStageConfig
 from srpo.data import question_with_choices
-from srpo.errors import InvalidValue, MissingPath, UserError
+from srpo.errors import InvalidValue, MissingPath
 from srpo.prompts import system_prompt
 from srpo.train.checkpoints import ExactResumeMixin
 from srpo.train.output_dir import OutputDir, prepare_output_dir
@@ -22,7 +22,7 @@ from srpo.train.common import (
     final_from_checkpoint,
     trained_to_the_end,
     last_checkpoint,
-    prompt_token_count,
+    unusable_items,
     trl_config,
     load_trainable_model,
     load_training_processor,
@@ -40,16 +40,13 @@ class SRPOSFTTrainer(ExactResumeMixin, SFTTrainer):
     """TRL's SFTTrainer whose checkpoints resume exactly (srpo.train.checkpoints)."""
 
 
-class PromptTooLongError(UserError, ValueError):
-    """Rows whose prompt (question + image tokens) alone fills max_length."""
-
-
-def load_sft_dataset(path: str | Path, system: str | None, processor=None, max_length: int | None = None
-                     ) -> datasets.Dataset:
+def load_sft_dataset(path: str | Path, system: str | None, processor=None, max_length: int | None = None, *,
+                     skip_bad: bool = False) -> datasets.Dataset:
     """A reflection dataset written by `srpo reflect` (or any datasets dir with question/images/target).
 
-    With a processor and max_length, rows whose prompt alone reaches max_length are refused by id: TRL truncates
-    them to max_length, which leaves no completion to learn from and cuts image tokens, crashing the model."""
+    With a processor and max_length, rows the model cannot take are refused by id (or dropped with skip_bad): images
+    the processor refuses, and prompts that alone fill max_length (TRL truncates rows to max_length, which leaves
+    no completion to learn from and cuts image tokens, crashing the model)."""
     path = Path(path)
     if (path / "dataset").is_dir():
         path = path / "dataset"
@@ -64,17 +61,13 @@ def load_sft_dataset(path: str | Path, system: str | None, processor=None, max_l
     if missing:
         raise InvalidValue(f"SFT dataset {path}: missing column(s) {missing}; it has {ds.column_names}")
     if processor is not None and max_length is not None:
-        too_long = []
-        for index, row in enumerate(ds):
-            question = question_with_choices(row["question"], row.get("choices"))
-            n_tokens = prompt_token_count(processor, question, row["images"], system)
-            if n_tokens >= max_length:
-                too_long.append(f"{row.get('id', f'row {index}')} ({n_tokens} tokens)")
-        if too_long:
-            raise PromptTooLongError(
-                f"SFT dataset {path}: {len(too_long)} prompt(s) reach max_length={max_length}, leaving no room for "
-                f"the completion: {', '.join(too_long[:5])}{' ...' if len(too_long) > 5 else ''}. Raise "
-                "max_length, lower max_pixels, or drop them.")
+        ids = ds["id"] if "id" in ds.column_names else [f"row {i}" for i in range(len(ds))]
+        items = ((item_id, question_with_choices(row["question"], row.get("choices")), row["images"])
+                 for item_id, row in zip(ids, ds))
+        dropped = unusable_items(items, processor, system, max_length - 1, source=str(path),
+                                 limit_name=f"max_length={max_length}", skip_bad=skip_bad)
+        if dropped:
+            ds = ds.select([i for i, item_id in enumerate(ids) if item_id not in dropped])
     return ds.map(
         lambda row: to_prompt_completion(row, system),
         remove_columns=[c for c in ds.column_names if c != "images"],
@@ -119,7 +112,8 @@ def build_sft_trainer(cfg: SFTStageConfig, args: SFTConfig | None = None) -> SRP
     args = args or sft_args(cfg)
     processor = load_training_processor(cfg)
     system = system_prompt(cfg.system_prompt) if cfg.system_prompt else None
-    train_dataset = load_sft_dataset(cfg.dataset, system, processor, args.max_length)  # checked before the model loads
+    # checked before the model loads
+    train_dataset = load_sft_dataset(cfg.dataset, system, processor, args.max_length, skip_bad=cfg.skip_bad)
     return SRPOSFTTrainer(
         model=load_trainable_model(cfg),
         args=args,
