@@ -217,6 +217,15 @@ def test_a_checkpoint_with_other_tensor_names_stops_the_resume(tiny_model_dir, s
         run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "b"))
 
 
+def test_a_lora_checkpoint_that_does_not_fit_the_adapter_stops_the_resume(tiny_model_dir, sft_data, tmp_path):
+    run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "a", max_steps=2, lora=True, lora_r=4))
+    shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
+    with pytest.raises(CheckpointMismatch, match=r"adapter_model\.safetensors does not match .* of its tensors are "
+                                                 r"not in the model \(.*mlp"):
+        run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "b", lora=True, lora_r=4,
+                           lora_target_modules=r"^(?!.*visual).*\.(q_proj|v_proj)$"))
+
+
 def test_a_model_missing_a_tensor_is_refused_by_name(tiny_model_dir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)

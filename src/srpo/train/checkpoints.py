@@ -24,6 +24,8 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+from accelerate.utils import is_peft_model
 from safetensors.torch import load_file
 from transformers import PreTrainedModel, TrainerCallback
 
@@ -85,6 +87,13 @@ class ExactResumeMixin:
         with _runtime_key_names(model):
             return super()._save(output_dir, state_dict)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model if model is not None else self.model
+        adapter = Path(resume_from_checkpoint) / "adapter_model.safetensors"
+        if is_peft_model(model) and adapter.is_file():  # PEFT's load_adapter only warns about keys it could not place
+            check_adapter_loaded(model, adapter)
+
     def _issue_warnings_after_load(self, load_result) -> None:
         """Trainer only warns here; a checkpoint that does not restore every tensor must stop the run instead."""
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -101,6 +110,20 @@ def check_all_loaded(model, missing_keys, unexpected_keys, what: str = "the chec
             "wrong weights. Start a new output_dir (with `model:` pointing at a checkpoint folder to start from "
             "its weights), or pick the right model."))
     model.tie_weights()
+
+
+def check_adapter_loaded(model, adapter: Path) -> None:
+    """Every LoRA tensor of the model now equals the one saved in `adapter`, key for key."""
+    from peft import get_peft_model_state_dict
+
+    saved, current = load_file(str(adapter)), get_peft_model_state_dict(model)
+    missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
+    different = [k for k in current if k in saved and not torch.equal(current[k].cpu(), saved[k].to(current[k].dtype))]
+    if missing or unexpected or different:
+        raise CheckpointMismatch(key_mismatch_message(
+            str(adapter), missing, unexpected + different,
+            "Its LoRA adapter does not fit the adapter being trained (another rank, target modules or base model); "
+            "start a new output_dir or put the LoRA settings back."))
 
 
 def load_checkpoint_weights(model, checkpoint: Path) -> None:
