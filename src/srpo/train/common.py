@@ -147,7 +147,8 @@ def unusable_items(items, processor, system: str | None, max_prompt_tokens: int,
             if n_tokens > max_prompt_tokens:
                 too_long.append((item_id, n_tokens))
     if too_long and not skip_bad:
-        named = ", ".join(f"{i} ({n} tokens)" for i, n in too_long[:5]) + (" ..." if len(too_long) > 5 else "")
+        named = ", ".join(f"{i} ({n} tokens)" for i, n in too_long[:5])
+        named += f" and {len(too_long) - 5} more" if len(too_long) > 5 else ""
         raise PromptTooLongError(
             f"{source}: {len(too_long)} prompt(s) are longer than {limit_name} allows ({max_prompt_tokens} tokens): "
             f"{named}. Raise {limit_name.split('=')[0]}, lower max_pixels, drop them, or set skip_bad: true.")
