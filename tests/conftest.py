@@ -1,6 +1,6 @@
 import pytest
 
-from srpo.data import generate_problems, save_problems
+from srpo.data import generate_problems, load_problems, problems_to_dataset, save_problems
 from srpo.models import build_tiny_model
 
 
@@ -18,3 +18,15 @@ def problems_file(tmp_path_factory):
     problems = generate_problems(12, seed=3, difficulty=1, image_size=84)
     problems += generate_problems(4, seed=4, difficulty=2, image_size=140)
     return save_problems(problems, path)
+
+
+@pytest.fixture(scope="session")
+def sft_dataset(tmp_path_factory, problems_file):
+    """An SFT dataset folder as `srpo reflect` writes it: the problems with single-round targets."""
+    from srpo.demo import pretrain_target
+
+    problems = load_problems(problems_file)
+    ds = problems_to_dataset(problems).add_column("target", [pretrain_target(p) for p in problems])
+    path = tmp_path_factory.mktemp("sft") / "data"
+    ds.save_to_disk(str(path / "dataset"))
+    return path

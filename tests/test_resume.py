@@ -19,23 +19,13 @@ from typer.testing import CliRunner
 
 from srpo.cli import app
 from srpo.config import RLStageConfig, SFTStageConfig
-from srpo.data import generate_problems, load_problems, problems_to_dataset, save_problems
-from srpo.demo import pretrain_target
+from srpo.data import generate_problems, problems_to_dataset, save_problems
 from srpo.models import ModelLoadError, load_model
 from srpo.train.checkpoints import CheckpointMismatch, incomplete_reason
 from srpo.train.rl import build_rl_trainer, run_rl
 from srpo.train.sft import run_sft
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sft_data(tmp_path_factory, problems_file):
-    problems = load_problems(problems_file)
-    ds = problems_to_dataset(problems).add_column("target", [pretrain_target(p) for p in problems])
-    path = tmp_path_factory.mktemp("sft") / "data"
-    ds.save_to_disk(str(path / "dataset"))
-    return path
 
 
 def sft_config(model, data, out, **kw):
@@ -60,12 +50,12 @@ def file_digest(path) -> str:
 
 @pytest.mark.parametrize("options", [dict(freeze_vision=False), dict(freeze_vision=True), dict(lora=True, lora_r=4)],
                          ids=["full", "frozen-vision", "lora"])
-def test_sft_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(tiny_model_dir, sft_data, tmp_path,
+def test_sft_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(tiny_model_dir, sft_dataset, tmp_path,
                                                                            options):
-    run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "a", **options))
+    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "a", **options))
     (tmp_path / "b").mkdir()
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")  # as if killed after step 2
-    run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "b", **options))
+    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "b", **options))
 
     uninterrupted, resumed = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
     assert max_difference(uninterrupted, resumed) <= 1e-6
@@ -142,10 +132,10 @@ def write_sft_yaml(path, model, data, out, **kw):
     return path
 
 
-def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_whole_one(tiny_model_dir, sft_data, tmp_path):
-    run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "a", max_steps=6))
+def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_whole_one(tiny_model_dir, sft_dataset, tmp_path):
+    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "a", max_steps=6))
     out = tmp_path / "b"
-    config = write_sft_yaml(tmp_path / "sft.yaml", tiny_model_dir, sft_data, out, max_steps=6)
+    config = write_sft_yaml(tmp_path / "sft.yaml", tiny_model_dir, sft_dataset, out, max_steps=6)
     command = [sys.executable, "-m", "srpo.cli", "sft", "--config", str(config)]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
@@ -167,9 +157,9 @@ def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_whole_one(tiny_m
     assert max_difference(weights(tmp_path / "a" / "final"), weights(out / "final")) <= 1e-6
 
 
-def test_a_finished_run_is_left_alone_extended_or_refused(tiny_model_dir, sft_data, tmp_path):
+def test_a_finished_run_is_left_alone_extended_or_refused(tiny_model_dir, sft_dataset, tmp_path):
     out = tmp_path / "run"
-    config = write_sft_yaml(tmp_path / "sft.yaml", tiny_model_dir, sft_data, out)
+    config = write_sft_yaml(tmp_path / "sft.yaml", tiny_model_dir, sft_dataset, out)
     runner = CliRunner()
     first = runner.invoke(app, ["sft", "--config", str(config)])
     assert first.exit_code == 0, first.output
@@ -187,7 +177,7 @@ def test_a_finished_run_is_left_alone_extended_or_refused(tiny_model_dir, sft_da
     # Another learning rate or dataset: refused, naming each change and the ways out; nothing touched.
     changed = runner.invoke(app, ["sft", "--config", str(config), "--learning_rate", "2e-3", "--dataset", "other"])
     assert changed.exit_code == 2
-    assert "learning_rate: 0.001 -> 0.002" in changed.output and f"dataset: '{sft_data}' -> 'other'" in changed.output
+    assert "learning_rate: 0.001 -> 0.002" in changed.output and f"dataset: '{sft_dataset}' -> 'other'" in changed.output
     assert "--overwrite" in changed.output and "new output_dir" in changed.output
     assert file_digest(final) == digest
 
@@ -206,23 +196,23 @@ def test_a_finished_run_is_left_alone_extended_or_refused(tiny_model_dir, sft_da
     assert "learning_rate: 0.002" in (out / "config.yaml").read_text()
 
 
-def test_a_checkpoint_with_other_tensor_names_stops_the_resume(tiny_model_dir, sft_data, tmp_path):
-    run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "a", max_steps=2))
+def test_a_checkpoint_with_other_tensor_names_stops_the_resume(tiny_model_dir, sft_dataset, tmp_path):
+    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "a", max_steps=2))
     checkpoint = tmp_path / "b" / "checkpoint-2"
     shutil.copytree(tmp_path / "a" / "checkpoint-2", checkpoint)
     # The layout `save_pretrained` writes for the ecosystem (visual.*, model.layers.*): Trainer alone loads none of it.
     shutil.copy(tmp_path / "a" / "final" / "model.safetensors", checkpoint / "model.safetensors")
     with pytest.raises(CheckpointMismatch, match=r"80 of the model's tensors are not in it \(model\.language_model\..*"
                        r"80 of its tensors are not in the model \(model\.embed_tokens"):
-        run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "b"))
+        run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "b"))
 
 
-def test_a_lora_checkpoint_that_does_not_fit_the_adapter_stops_the_resume(tiny_model_dir, sft_data, tmp_path):
-    run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "a", max_steps=2, lora=True, lora_r=4))
+def test_a_lora_checkpoint_that_does_not_fit_the_adapter_stops_the_resume(tiny_model_dir, sft_dataset, tmp_path):
+    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "a", max_steps=2, lora=True, lora_r=4))
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
     with pytest.raises(CheckpointMismatch, match=r"adapter_model\.safetensors does not match .* of its tensors are "
                                                  r"not in the model \(.*mlp"):
-        run_sft(sft_config(tiny_model_dir, sft_data, tmp_path / "b", lora=True, lora_r=4,
+        run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "b", lora=True, lora_r=4,
                            lora_target_modules=r"^(?!.*visual).*\.(q_proj|v_proj)$"))
 
 
@@ -236,12 +226,12 @@ def test_a_model_missing_a_tensor_is_refused_by_name(tiny_model_dir, tmp_path):
         load_model(broken)
 
 
-def test_two_rank_sft_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(tiny_model_dir, sft_data,
+def test_two_rank_sft_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(tiny_model_dir, sft_dataset,
                                                                                      tmp_path):
     from test_distributed import ROOT, free_port
 
     def launch(out):
-        config = write_sft_yaml(tmp_path / f"{out.name}.yaml", tiny_model_dir, sft_data, out,
+        config = write_sft_yaml(tmp_path / f"{out.name}.yaml", tiny_model_dir, sft_dataset, out,
                                 per_device_train_batch_size=1, freeze_vision=False)
         command = [
             str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file",

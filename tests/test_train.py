@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from srpo.config import RLStageConfig, SFTStageConfig
-from srpo.data import load_problems, problems_to_dataset
-from srpo.demo import pretrain_target
+from srpo.data import load_problems
 from srpo.format import render_response
 from srpo.models import load_model
 from srpo.models import load_processor
@@ -21,15 +20,6 @@ from srpo.train.rl import build_rl_trainer
 from srpo.train.sft import build_sft_trainer, run_sft
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sft_dataset(tmp_path_factory, problems_file):
-    problems = load_problems(problems_file)
-    ds = problems_to_dataset(problems).add_column("target", [pretrain_target(p) for p in problems])
-    path = tmp_path_factory.mktemp("sft") / "data"
-    ds.save_to_disk(str(path / "dataset"))
-    return path
 
 
 def sft_config(tiny_model_dir, sft_dataset, tmp_path, **kw):

@@ -26,27 +26,20 @@ class ConfigError(UserError, ValueError):
 
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
-LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-                 "warmup_stable_decay")
-
-
-def _value(cfg, key):
-    return getattr(cfg, key)
 
 
 def _at_least(cfg, key: str, low: int) -> None:
-    if _value(cfg, key) < low:
-        raise ConfigError(f"{key}: {_value(cfg, key)!r} must be at least {low}")
+    if getattr(cfg, key) < low:
+        raise ConfigError(f"{key}: {getattr(cfg, key)!r} must be at least {low}")
 
 
 def _positive(cfg, key: str) -> None:
-    if not _value(cfg, key) > 0:
-        raise ConfigError(f"{key}: {_value(cfg, key)!r} must be greater than 0")
+    if not getattr(cfg, key) > 0:
+        raise ConfigError(f"{key}: {getattr(cfg, key)!r} must be greater than 0")
 
 
 def _in_range(cfg, key: str, low: float, high: float, *, high_open: bool = False) -> None:
-    value = _value(cfg, key)
+    value = getattr(cfg, key)
     if not (low <= value < high if high_open else low <= value <= high):
         raise ConfigError(f"{key}: {value!r} must be in [{low}, {high}{')' if high_open else ']'}")
 
@@ -66,8 +59,11 @@ def _check_training(cfg) -> None:
         _positive(cfg, "num_train_epochs")
     _at_least(cfg, "per_device_train_batch_size", 1)
     _in_range(cfg, "warmup_ratio", 0.0, 1.0, high_open=True)
-    if cfg.lr_scheduler_type not in LR_SCHEDULERS:
-        raise ConfigError(f"lr_scheduler_type: {cfg.lr_scheduler_type!r} is unknown; use one of {LR_SCHEDULERS}")
+    from transformers import SchedulerType
+
+    schedulers = tuple(s.value for s in SchedulerType)
+    if cfg.lr_scheduler_type not in schedulers:
+        raise ConfigError(f"lr_scheduler_type: {cfg.lr_scheduler_type!r} is unknown; use one of {schedulers}")
     _at_least(cfg, "logging_steps", 1)
     _at_least(cfg, "save_steps", 1)
     if cfg.save_total_limit is not None:
@@ -152,6 +148,7 @@ class SFTStageConfig(ModelOptions):
         _at_least(self, "max_length", 1)
 
 
+TARGET_SHAPES = ("sft", "five_block")  # srpo reflect: the SFT target without or with the second <think>
 VLLM_MODES = ("colocate", "server")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")  # TRL 1.16's GRPO losses
 SCALE_REWARDS = ("group", "batch", "none")
@@ -390,3 +387,45 @@ class ReflectConfig:
     teacher_price_output: float = 0.0  # USD per 1M completion tokens
     policy_price_input: float = 0.0
     policy_price_output: float = 0.0
+
+    def check(self) -> None:
+        """Values that cannot work, named by key, before any file is read, model loaded or request made; NaN fails
+        every comparison, so it is refused too."""
+        for key, ok, must in self._value_rules():
+            if not ok:
+                raise ConfigError(f"{key} = {getattr(self, key)!r}: {must}")
+
+    def _value_rules(self) -> list[tuple[str, bool, str]]:
+        """(key, whether its value can work, what it must be)."""
+        def positive_or_null(value):
+            return value is None or value >= 1
+
+        return [
+            ("right_fraction", self.right_fraction is None or 0 <= self.right_fraction <= 1,
+             "must be between 0 and 1 (the share of right first attempts to keep), or null to keep the natural mix"),
+            ("limit", positive_or_null(self.limit), "must be at least 1 (use the first N problems), or null for all"),
+            ("max_examples", positive_or_null(self.max_examples), "must be at least 1, or null for no cap"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("concurrency", self.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
+            ("max_retries", self.max_retries >= 0, "must be 0 or more"),
+            ("malformed_retries", self.malformed_retries >= 0, "must be 0 or more"),
+            ("abort_after_failures", self.abort_after_failures >= 0, "must be 0 (never stop) or more"),
+            ("request_timeout", self.request_timeout > 0, "must be a positive number of seconds"),
+            ("backoff_base", self.backoff_base >= 0, "must be 0 or more seconds"),
+            ("backoff_max", self.backoff_max >= self.backoff_base,
+             f"must be at least backoff_base = {self.backoff_base!r}; raise it or lower backoff_base"),
+            ("attempt_temperature", self.attempt_temperature >= 0, "must be 0 (greedy) or more"),
+            ("teacher_temperature", self.teacher_temperature is None or self.teacher_temperature >= 0,
+             "must be 0 or more, or null for the server's default"),
+            ("attempt_max_new_tokens", self.attempt_max_new_tokens >= 1, "must be at least 1"),
+            ("teacher_max_tokens", positive_or_null(self.teacher_max_tokens),
+             "must be at least 1, or null for the server's default"),
+            ("image_max_pixels", positive_or_null(self.image_max_pixels), "must be at least 1, or null to send images as they are"),
+            ("min_reasoning_chars", 0 <= self.min_reasoning_chars <= self.max_reasoning_chars,
+             f"must be from 0 to max_reasoning_chars = {self.max_reasoning_chars!r}; lower it or raise max_reasoning_chars"),
+            ("min_reflection_chars", 0 <= self.min_reflection_chars <= self.max_reflection_chars,
+             f"must be from 0 to max_reflection_chars = {self.max_reflection_chars!r}; lower it or raise max_reflection_chars"),
+            ("target_shape", self.target_shape in TARGET_SHAPES, f"must be one of {TARGET_SHAPES}"),
+            *((key, getattr(self, key) >= 0, "must be 0 or more (USD per 1M tokens)")
+              for key in ("teacher_price_input", "teacher_price_output", "policy_price_input", "policy_price_output")),
+        ]

@@ -268,8 +268,13 @@ def load_policy(path: str | Path, **kwargs):
     return load_model(path, **kwargs), load_processor(path)
 
 
+def is_local_path(path: str) -> bool:
+    """A model given as a path on disk rather than a hub id ("org/name" that is not on disk)."""
+    return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
+
+
 def _check_local_path(path: str) -> None:
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
+    looks_local = is_local_path(path)
     if looks_local and not Path(path).expanduser().exists():
         raise ModelLoadError(
             f"model path '{path}' does not exist. Pass a checkpoint directory (config.json + weights) or a hub id "

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from srpo.data.schema import ANSWER_TYPES, CHOICE_LETTERS, Problem, ProblemError, to_rgb
 from srpo.errors import InvalidValue, MissingPath, UserError
+from srpo.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -410,36 +411,33 @@ def save_problems(problems: list[Problem], path: str | Path) -> Path:
     image_dir = path.parent / "images" / path.stem
     image_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for problem in problems:
-            stem = _safe_name(problem.id)
-            while stem in used:  # two ids that sanitise to the same name
-                stem += "_"
-            used.add(stem)
-            image_paths = []
-            for k, image in enumerate(problem.images):
-                file = image_dir / f"{stem}_{k}.png"
-                to_rgb(image).save(file, format="PNG")
-                image_paths.append(file.relative_to(path.parent).as_posix())
-            record = {
-                "id": problem.id,
-                "question": problem.question,
-                "answer": problem.answer,
-                "answer_type": problem.answer_type,
-                "choices": problem.choices,
-                "images": image_paths,
-                "source": problem.source,
-                "solution": problem.solution,
-                "metadata": problem.metadata,
-            }
-            try:
-                line = json.dumps(record, ensure_ascii=False)
-            except TypeError as e:
-                raise TypeError(f"problem {problem.id!r}: metadata is not JSON-serialisable ({e})") from None
-            f.write(line + "\n")
-    tmp.replace(path)
-    return path
+    lines = []
+    for problem in problems:
+        stem = _safe_name(problem.id)
+        while stem in used:  # two ids that sanitise to the same name
+            stem += "_"
+        used.add(stem)
+        image_paths = []
+        for k, image in enumerate(problem.images):
+            file = image_dir / f"{stem}_{k}.png"
+            to_rgb(image).save(file, format="PNG")
+            image_paths.append(file.relative_to(path.parent).as_posix())
+        record = {
+            "id": problem.id,
+            "question": problem.question,
+            "answer": problem.answer,
+            "answer_type": problem.answer_type,
+            "choices": problem.choices,
+            "images": image_paths,
+            "source": problem.source,
+            "solution": problem.solution,
+            "metadata": problem.metadata,
+        }
+        try:
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        except TypeError as e:
+            raise TypeError(f"problem {problem.id!r}: metadata is not JSON-serialisable ({e})") from None
+    return atomic_write_text(path, "".join(lines))
 
 
 def problems_to_dataset(problems: list[Problem]):

@@ -38,9 +38,11 @@ from srpo.eval.judge import JudgeConfig
 from srpo.eval.metrics import ScoredResponse, reflection_metrics
 from srpo.eval.scoring import get_scorer
 from srpo.eval.scoring.common import MODES, ScoreResult, make_result
-from srpo.files import atomic_write_json, atomic_write_text, check_output_dir, cut_torn_tail
+from srpo.files import atomic_write_json, atomic_write_text, check_output_dir
 from srpo.format import is_five_block, parse_response
+from srpo.models import is_local_path
 from srpo.prompts import SYSTEM_PROMPTS, system_prompt
+from srpo.reflect.store import JsonlStore
 
 logger = logging.getLogger(__name__)
 GENERATION_KEYS = ("model", "backend", "served_model", "benchmark", "split", "prompt", "max_new_tokens")
@@ -84,8 +86,7 @@ def check_model(model: str) -> None:
             raise InvalidValue(f"--model {model!r} is a URL without a host; {MODEL_FORMS}")
         return
     path = Path(model).expanduser()
-    # the rule srpo.models applies: "org/name" that is not on disk is a hub id; anything else is a local path
-    if not (model.startswith((".", "/", "~")) or path.exists() or model.count("/") != 1):
+    if not is_local_path(model):  # a hub id
         return
     if not path.exists():
         raise MissingPath(f"--model {model}: no such folder; {MODEL_FORMS}")
@@ -201,26 +202,6 @@ def write_official_outputs(bench: Benchmark, rows: list[dict], out_dir: Path, mo
 
 # --- the run ----------------------------------------------------------------------------------------------------
 
-def _saved_responses(cache: Path) -> dict[str, dict]:
-    """id -> saved reply. A line that is not a saved reply (a torn last line, or a line garbled by an older version
-    that appended after one) is left out, so its item is generated again."""
-    done: dict[str, dict] = {}
-    if not cache.exists():
-        return done
-    for n, line in enumerate(cache.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not (isinstance(row, dict) and isinstance(row.get("id"), str) and "response" in row):
-            logger.warning("%s line %d: not a saved reply; its item is generated again", cache, n)
-            continue
-        done[row["id"]] = row
-    return done
-
-
 def _load_responses(out: Path, gen: dict, overwrite: bool) -> dict[str, dict]:
     """The replies an earlier run with the same generation settings saved in `out` (a rerun resumes from them).
 
@@ -230,7 +211,9 @@ def _load_responses(out: Path, gen: dict, overwrite: bool) -> dict[str, dict]:
     if overwrite:
         cache.unlink(missing_ok=True)
         return {}
-    done = _saved_responses(cache)
+    # A torn or garbled line is not a saved reply: its item is generated again, and the store cuts a torn last line
+    # before appending.
+    done = {i: row for i, row in JsonlStore(cache).load().items() if "response" in row}
     if done and run_file.exists():
         try:
             old = json.loads(run_file.read_text(encoding="utf-8")).get("generation", {})
@@ -243,7 +226,6 @@ def _load_responses(out: Path, gen: dict, overwrite: bool) -> dict[str, dict]:
             changes = ", ".join(f"{k}: {old.get(k)!r} -> {gen.get(k)!r}" for k in diff)
             raise InvalidValue(f"{out} holds {len(done)} saved replies of a different run ({changes}); use another "
                                "--out or --overwrite")
-    cut_torn_tail(cache)  # new lines must start on a line of their own
     return done
 
 
@@ -291,12 +273,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     logger.info("%s %s: %d items, %d to generate with %s", bench.name, bench.split, len(bench.items), len(todo),
                 backend)
     t1 = time.time()
-    with (out / "responses.jsonl").open("a", encoding="utf-8") as cache:
+    with JsonlStore(out / "responses.jsonl") as cache:
         def keep(item, text, tokens):
             row = {"id": item.id, "response": text, "tokens": tokens}
             responses[item.id] = row
-            cache.write(json.dumps(row, ensure_ascii=False) + "\n")
-            cache.flush()
+            cache.append(row)
 
         generate(backend, cfg.model, todo, system_prompt(cfg.prompt), max_new_tokens=cfg.max_new_tokens,
                  batch_size=cfg.batch_size, served_model=cfg.served_model, api_key_env=cfg.api_key_env,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from srpo.answers import is_correct
-from srpo.config import ConfigError, ReflectConfig
+from srpo.config import TARGET_SHAPES, ConfigError, ReflectConfig
 from srpo.data import LoadReport, Problem, load_problems, problems_to_dataset, reject_images
 from srpo.errors import InvalidValue, UserError
 from srpo.files import atomic_write_json, check_output_dir, replace_dir
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 ATTEMPTS_FILE = "attempts.jsonl"
 REFLECTIONS_FILE = "reflections.jsonl"
 SETTINGS_FILE = "settings.json"
-TARGET_SHAPES = ("sft", "five_block")
 REQUEST_KEYS = ("model", "messages")  # set by srpo: an extra body must not replace them
 
 
@@ -65,9 +64,7 @@ def check_reflect_config(cfg: ReflectConfig) -> None:
     if not cfg.out:
         raise ConfigError("out: no output folder given; pass --out DIR")
     check_output_dir(cfg.out, "out")
-    for key, ok, must in _value_rules(cfg):
-        if not ok:
-            raise ConfigError(f"{key} = {getattr(cfg, key)!r}: {must}")
+    cfg.check()
     if cfg.system_prompt:
         try:
             system_prompt(cfg.system_prompt)
@@ -87,42 +84,6 @@ def check_reflect_config(cfg: ReflectConfig) -> None:
                 raise ConfigError(f"{key}: {exc}") from None
     if cfg.teacher_prompt and not is_url(cfg.teacher):
         logger.warning("teacher_prompt %s is not used: only an endpoint teacher takes a prompt", cfg.teacher_prompt)
-
-
-def _value_rules(cfg: ReflectConfig) -> list[tuple[str, bool, str]]:
-    """(key, whether its value can work, what it must be); NaN fails every comparison, so it is refused too."""
-    def positive_or_null(value):
-        return value is None or value >= 1
-
-    return [
-        ("right_fraction", cfg.right_fraction is None or 0 <= cfg.right_fraction <= 1,
-         "must be between 0 and 1 (the share of right first attempts to keep), or null to keep the natural mix"),
-        ("limit", positive_or_null(cfg.limit), "must be at least 1 (use the first N problems), or null for all"),
-        ("max_examples", positive_or_null(cfg.max_examples), "must be at least 1, or null for no cap"),
-        ("batch_size", cfg.batch_size >= 1, "must be at least 1"),
-        ("concurrency", cfg.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
-        ("max_retries", cfg.max_retries >= 0, "must be 0 or more"),
-        ("malformed_retries", cfg.malformed_retries >= 0, "must be 0 or more"),
-        ("abort_after_failures", cfg.abort_after_failures >= 0, "must be 0 (never stop) or more"),
-        ("request_timeout", cfg.request_timeout > 0, "must be a positive number of seconds"),
-        ("backoff_base", cfg.backoff_base >= 0, "must be 0 or more seconds"),
-        ("backoff_max", cfg.backoff_max >= cfg.backoff_base,
-         f"must be at least backoff_base = {cfg.backoff_base!r}; raise it or lower backoff_base"),
-        ("attempt_temperature", cfg.attempt_temperature >= 0, "must be 0 (greedy) or more"),
-        ("teacher_temperature", cfg.teacher_temperature is None or cfg.teacher_temperature >= 0,
-         "must be 0 or more, or null for the server's default"),
-        ("attempt_max_new_tokens", cfg.attempt_max_new_tokens >= 1, "must be at least 1"),
-        ("teacher_max_tokens", positive_or_null(cfg.teacher_max_tokens),
-         "must be at least 1, or null for the server's default"),
-        ("image_max_pixels", positive_or_null(cfg.image_max_pixels), "must be at least 1, or null to send images as they are"),
-        ("min_reasoning_chars", 0 <= cfg.min_reasoning_chars <= cfg.max_reasoning_chars,
-         f"must be from 0 to max_reasoning_chars = {cfg.max_reasoning_chars!r}; lower it or raise max_reasoning_chars"),
-        ("min_reflection_chars", 0 <= cfg.min_reflection_chars <= cfg.max_reflection_chars,
-         f"must be from 0 to max_reflection_chars = {cfg.max_reflection_chars!r}; lower it or raise max_reflection_chars"),
-        ("target_shape", cfg.target_shape in TARGET_SHAPES, f"must be one of {TARGET_SHAPES}"),
-        *((key, getattr(cfg, key) >= 0, "must be 0 or more (USD per 1M tokens)")
-          for key in ("teacher_price_input", "teacher_price_output", "policy_price_input", "policy_price_output")),
-    ]
 
 
 def make_teacher(name: str, cfg: ReflectConfig | None = None) -> Teacher:

@@ -71,18 +71,11 @@ class ExactResumeMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(SaveAtEndCallback())
-        self._writing_checkpoint = False
-
-    def _save_checkpoint(self, model, trial):
-        self._writing_checkpoint = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._writing_checkpoint = False
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        if not (self._writing_checkpoint and isinstance(model, PreTrainedModel)):  # final/ and LoRA adapters as is
+        is_checkpoint = CHECKPOINT_RE.match(Path(output_dir or self.args.output_dir).name)
+        if not (is_checkpoint and isinstance(model, PreTrainedModel)):  # final/ and LoRA adapters as is
             return super()._save(output_dir, state_dict)
         with _runtime_key_names(model):
             return super()._save(output_dir, state_dict)
@@ -128,11 +121,8 @@ def check_adapter_loaded(model, adapter: Path) -> None:
 
 def load_checkpoint_weights(model, checkpoint: Path) -> None:
     """A `checkpoint-N`'s weights (the model's own key names) into `model`, every tensor or a CheckpointMismatch."""
-    index = checkpoint / "model.safetensors.index.json"
-    shards = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
-              else ["model.safetensors"])
     expected, loaded = set(model.state_dict()), set()
-    for shard in shards:
+    for shard in weight_shards(checkpoint):
         tensors = load_file(str(checkpoint / shard))
         model.load_state_dict(tensors, strict=False)
         loaded |= set(tensors)
@@ -180,15 +170,19 @@ def incomplete_reason(checkpoint: Path) -> str | None:
     return None
 
 
-def _weights_problem(checkpoint: Path) -> str | None:
+def weight_shards(checkpoint: Path) -> list[str]:
+    """The safetensors files holding a checkpoint's model (or adapter) weights: the index's shards, or the one file."""
     index = checkpoint / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            return f"{index.name} is cut short"
-    else:
-        shards = [name for name in ("model.safetensors", "adapter_model.safetensors") if (checkpoint / name).is_file()]
+        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    return [name for name in ("model.safetensors", "adapter_model.safetensors") if (checkpoint / name).is_file()]
+
+
+def _weights_problem(checkpoint: Path) -> str | None:
+    try:
+        shards = weight_shards(checkpoint)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "model.safetensors.index.json is cut short"
     for shard in shards:
         if reason := _safetensors_problem(checkpoint / shard):
             return f"{shard}: {reason}"

@@ -16,12 +16,13 @@ from accelerate import PartialState
 from accelerate.utils import is_peft_model
 
 from srpo.config import ConfigError, ModelOptions
-from srpo.data import LoadReport, reject_images
+from srpo.data import reject_images
 from srpo.errors import InvalidValue, MissingDependency, NotAvailable, UserError
 from srpo.files import partial_dir, replace_dir, swap_in
 from srpo.models import load_model, load_processor
 from srpo.prompts import problem_messages
 from srpo.train.checkpoints import load_checkpoint_weights, newest_complete_checkpoint
+from srpo.train.output_dir import OutputDir, prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,13 @@ def load_training_processor(options: ModelOptions):
     return processor
 
 
+def training_dtype(options: ModelOptions) -> torch.dtype:
+    return torch.bfloat16 if options.bf16 else torch.float32
+
+
 def load_trainable_model(options: ModelOptions):
     check_dependencies(options)
-    dtype = torch.bfloat16 if options.bf16 else torch.float32
-    model = load_model(options.model, dtype=dtype, **model_load_kwargs(options))
+    model = load_model(options.model, dtype=training_dtype(options), **model_load_kwargs(options))
     if options.freeze_vision:
         freeze_vision_tower(model)
     return model
@@ -137,9 +141,7 @@ def unusable_items(items, processor, system: str | None, max_prompt_tokens: int,
     than max_prompt_tokens. Without skip_bad they stop the run, named; with it they are counted, logged and dropped.
     """
     items = list(items)
-    report = LoadReport()
-    refused = reject_images(((i, images) for i, _, images in items), processor, source=source, skip_bad=skip_bad,
-                            report=report)
+    refused = reject_images(((i, images) for i, _, images in items), processor, source=source, skip_bad=skip_bad)
     too_long = []
     for item_id, question, images in items:
         if item_id not in refused:
@@ -234,10 +236,27 @@ def _merge_adapter_on_cpu(adapter_dir: Path, final_dir: Path, processor, dtype=t
     processor.save_pretrained(str(final_dir))
 
 
-def trained_to_the_end(checkpoint: str | Path, cfg) -> bool:
-    """The checkpoint is the run's last step. Trainer would still train one more step when resumed from it, so the
-    final model is made from the checkpoint instead (`final_from_checkpoint`)."""
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+def run_stage(cfg, args, build_trainer, *, overwrite: bool) -> tuple[OutputDir, list[dict] | None]:
+    """One training stage on its output_dir (srpo.train.output_dir): left alone when finished, else trained from the
+    newest complete checkpoint and saved as final/. Returns the run and its log history (None when left alone)."""
+    run = prepare_output_dir(cfg, overwrite=overwrite)
+    if run.finished:
+        return run, None
+    checkpoint = last_checkpoint(cfg.output_dir)
+    if checkpoint:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        if trained_to_the_end(state, cfg):
+            final_from_checkpoint(checkpoint, run.final, load_training_processor(cfg), cfg)
+            return run, state["log_history"]
+    trainer = build_trainer(cfg, args)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    save_final(trainer, run.final)
+    return run, trainer.state.log_history
+
+
+def trained_to_the_end(state: dict, cfg) -> bool:
+    """A checkpoint's trainer state is the run's last step. Trainer would still train one more step when resumed from
+    it, so the final model is made from the checkpoint instead (`final_from_checkpoint`)."""
     if cfg.max_steps > 0:
         return state["global_step"] >= cfg.max_steps
     return state["global_step"] >= state["max_steps"] and cfg.num_train_epochs <= state["num_train_epochs"]
@@ -249,7 +268,7 @@ def final_from_checkpoint(checkpoint: str | Path, final_dir: Path, processor, cf
     state = PartialState()
     if state.is_main_process:
         logger.info("%s is the last step: writing %s from it", checkpoint, final_dir)
-        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+        dtype = training_dtype(cfg)
 
         def write(partial: Path) -> None:
             if (checkpoint / "adapter_config.json").is_file():

@@ -16,19 +16,16 @@ from srpo.errors import InvalidValue, MissingDependency
 from srpo.prompts import system_prompt
 from srpo.rewards import completion_text, reward_functions, reward_weights, score_response
 from srpo.train.checkpoints import ExactResumeMixin
-from srpo.train.output_dir import OutputDir, prepare_output_dir
 from srpo.train.common import (
-    final_from_checkpoint,
-    trained_to_the_end,
-    last_checkpoint,
-    unusable_items,
-    trl_config,
     load_trainable_model,
     load_training_processor,
     lora_config,
-    save_final,
+    run_stage,
     trainer_precision_args,
+    trl_config,
+    unusable_items,
 )
+from srpo.train.output_dir import OutputDir
 
 logger = logging.getLogger(__name__)
 
@@ -177,23 +174,11 @@ def build_rl_trainer(cfg: RLStageConfig, args: GRPOConfig | None = None) -> SRPO
 
 def run_rl(cfg: RLStageConfig, *, overwrite: bool = False) -> OutputDir:
     """Train, resuming from the newest complete checkpoint in output_dir (a finished run is left as it is)."""
-    from srpo.report import load_log_history, plot_training
+    from srpo.report import plot_training
 
     check_vllm(cfg)
-    args = grpo_args(cfg)
-    run = prepare_output_dir(cfg, overwrite=overwrite)
-    if run.finished:
-        return run
-    checkpoint = last_checkpoint(cfg.output_dir)
-    if checkpoint and trained_to_the_end(checkpoint, cfg):
-        final_from_checkpoint(checkpoint, run.final, load_training_processor(cfg), cfg)
-        log_history = load_log_history(run.path)
-    else:
-        trainer = build_rl_trainer(cfg, args)
-        trainer.train(resume_from_checkpoint=checkpoint)
-        save_final(trainer, run.final)
-        log_history = trainer.state.log_history
-    if PartialState().is_main_process:
+    run, log_history = run_stage(cfg, grpo_args(cfg), build_rl_trainer, overwrite=overwrite)
+    if log_history is not None and PartialState().is_main_process:
         plots = plot_training({run.path.name: log_history}, run.path / "plots")
         logger.info("reward and transition plots: %s", ", ".join(str(p) for p in plots))
     return run

@@ -17,19 +17,16 @@ from srpo.data import question_with_choices
 from srpo.errors import InvalidValue, MissingPath
 from srpo.prompts import system_prompt
 from srpo.train.checkpoints import ExactResumeMixin
-from srpo.train.output_dir import OutputDir, prepare_output_dir
 from srpo.train.common import (
-    final_from_checkpoint,
-    trained_to_the_end,
-    last_checkpoint,
-    unusable_items,
-    trl_config,
     load_trainable_model,
     load_training_processor,
     lora_config,
-    save_final,
+    run_stage,
     trainer_precision_args,
+    trl_config,
+    unusable_items,
 )
+from srpo.train.output_dir import OutputDir
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +122,5 @@ def build_sft_trainer(cfg: SFTStageConfig, args: SFTConfig | None = None) -> SRP
 
 def run_sft(cfg: SFTStageConfig, *, overwrite: bool = False) -> OutputDir:
     """Train, resuming from the newest complete checkpoint in output_dir (a finished run is left as it is)."""
-    args = sft_args(cfg)
-    run = prepare_output_dir(cfg, overwrite=overwrite)
-    if run.finished:
-        return run
-    checkpoint = last_checkpoint(cfg.output_dir)
-    if checkpoint and trained_to_the_end(checkpoint, cfg):
-        final_from_checkpoint(checkpoint, run.final, load_training_processor(cfg), cfg)
-        return run
-    trainer = build_sft_trainer(cfg, args)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    save_final(trainer, run.final)
+    run, _ = run_stage(cfg, sft_args(cfg), build_sft_trainer, overwrite=overwrite)
     return run
