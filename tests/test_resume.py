@@ -184,6 +184,8 @@ def test_a_finished_run_is_left_alone_extended_or_refused(tiny_model_dir, sft_da
     # A longer run continues from the last step's checkpoint, and replaces final/ when it ends.
     longer = runner.invoke(app, ["sft", "--config", str(config), "--max_steps", "6"])
     assert longer.exit_code == 0, longer.output
+    assert f"resuming from {out / 'checkpoint-4'}" in longer.output  # the last step's checkpoint, not the base model
+    assert max_difference(weights(out / "checkpoint-4"), weights(out / "checkpoint-6")) > 0
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
     assert file_digest(final) != digest
