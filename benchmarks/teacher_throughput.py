@@ -2,9 +2,9 @@
 
 The server (tests/fake_openai_server.py) runs in its own process and answers every chat completion after a fixed
 200 ms. The client is the real stage-1 code path: `EndpointTeacher` (prompt from the template, one 56x56 PNG image
-as a base64 data URL, JSON reply parsed) run by `reflect_with_store` (bounded async pool, durable JSONL store with
-fsync'ed group commits). For each concurrency c it sends `rounds * c` items and reports items/s and the ratio to the
-ideal c / latency. Target: ratio >= 0.85 up to c = 128.
+as a base64 data URL, JSON reply parsed) run by `reflect_with_store` (`srpo.endpoint.run_concurrently`, durable JSONL
+store with fsync'ed group commits). For each concurrency c it sends `rounds * c` items and reports items/s and the
+ratio to the ideal c / latency. Target: ratio >= 0.85 up to c = 128.
 
 Each level runs `--repeats` times and the median run is reported (all runs are kept in the JSON), with the CPU time
 per item of the client and of the server and the machine's load average: the client needs about 0.5 ms of CPU per
@@ -76,7 +76,7 @@ def make_items(n: int, tag: str):
 def run_level(url: str, concurrency: int, n: int, workdir: Path, tag: str, server_pid: int) -> dict:
     from srpo.config import ReflectConfig
     from srpo.reflect.remote import EndpointTeacher, reflect_with_store
-    from srpo.reflect.store import JsonlStore
+    from srpo.store import JsonlStore
 
     cfg = ReflectConfig(teacher=url, teacher_model="bench-teacher", concurrency=concurrency, progress=False,
                         fsync=True, teacher_api_key_env="")
@@ -149,7 +149,8 @@ def main() -> None:
                     "cpu_count": os.cpu_count(), "aiohttp": aiohttp.__version__,
                     "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
-        "client": "srpo.reflect.remote.reflect_with_store + EndpointTeacher (one aiohttp session, our retries), "
+        "client": "srpo.reflect.remote.reflect_with_store + EndpointTeacher (srpo.endpoint: one aiohttp session, our "
+                  "retries, run_concurrently), "
                   "durable JSONL store with fsync'ed group commits",
         "server": "tests/fake_openai_server.py (asyncio HTTP/1.1, own process on the same machine), fixed latency",
         "note": args.note,

@@ -19,24 +19,23 @@ from PIL import Image
 from fake_openai_server import FakeOpenAIServer, reflection_for
 from srpo.config import ReflectConfig
 from srpo.data import Problem
-from srpo.prompts import TEACHER_PROMPT_TEMPLATE
 from srpo.errors import InvalidValue, UserError
-from srpo.reflect.endpoint import (
+from srpo.prompts import TEACHER_PROMPT_TEMPLATE
+from srpo.endpoint import (
     ChatEndpoint,
     EndpointFatalError,
     MalformedReply,
     RequestFailed,
     RetryPolicy,
+    chat_messages,
     env_proxy,
     image_data_url,
     parse_endpoint,
-    parse_reflection,
     redact_url,
     retry_after_seconds,
-    user_content,
-    user_content_async,
+    run_concurrently,
 )
-from srpo.reflect.remote import EndpointTeacher, check_template, load_teacher_template
+from srpo.reflect.remote import EndpointTeacher, check_template, load_teacher_template, parse_reflection
 from srpo.reflect.teachers import Attempt
 
 SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
@@ -125,11 +124,25 @@ def test_images_become_png_data_urls_and_can_be_downscaled():
     assert small.width * small.height <= 10000 and abs(small.width / small.height - 4) < 0.1
 
 
-def test_big_images_are_encoded_off_the_event_loop_with_the_same_result():
-    big, small = Image.new("RGB", (400, 300), "blue"), Image.new("RGB", (20, 20), "green")
-    for images in ([big], [small], [small, big]):
-        assert asyncio.run(user_content_async(images, "q")) == user_content(images, "q")
-    assert [p["type"] for p in user_content([small, big], "q")] == ["image_url", "image_url", "text"]
+def test_stored_images_are_sent_as_stored_unless_too_big():
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 100), "red").save(buffer, format="JPEG")
+    jpeg = buffer.getvalue()
+    assert image_data_url((jpeg, "image/jpeg")) == "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    assert image_data_url((jpeg, "image/jpeg"), 40000) == image_data_url((jpeg, "image/jpeg"))
+    small = image_data_url((jpeg, "image/jpeg"), 10000)
+    assert small.startswith("data:image/png;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(small.split(",", 1)[1]))).size == (200, 50)
+
+
+def test_messages_are_the_system_turn_then_images_then_text():
+    image = Image.new("RGB", (20, 20), "green")
+    system, user = chat_messages("q", [image, image], system="Be brief.")
+    assert system == {"role": "system", "content": "Be brief."}
+    assert user["role"] == "user" and [p["type"] for p in user["content"]] == ["image_url", "image_url", "text"]
+    assert user["content"][0]["image_url"]["url"] == image_data_url(image) and user["content"][2]["text"] == "q"
+    # a text-only turn is a plain string, which text-only servers accept too
+    assert chat_messages("judge this") == [{"role": "user", "content": "judge this"}]
 
 
 def test_redact_url_drops_credentials_and_query():
@@ -186,14 +199,10 @@ def teacher_cfg(url: str, **overrides) -> ReflectConfig:
 
 def reflect_many(cfg: ReflectConfig, ids: list[str]) -> dict[str, dict]:
     teacher = EndpointTeacher(cfg)
-
-    async def main():
-        try:
-            return await asyncio.gather(*(teacher.areflect(problem(i), attempt(i)) for i in ids))
-        finally:
-            await teacher.endpoint.aclose()
-
-    return {r["id"]: r for r in asyncio.run(main())}
+    records: dict[str, dict] = {}
+    run_concurrently(teacher.endpoint, ids, lambda i: teacher.areflect(problem(i), attempt(i)), records.__setitem__,
+                     progress=False)
+    return records
 
 
 def test_transient_faults_are_retried_until_the_reply_arrives(server):
@@ -439,6 +448,47 @@ def test_concurrency_is_bounded(server):
     server.latency = 0.05
     reflect_many(teacher_cfg(server.url, concurrency=3), [f"x{i}" for i in range(15)])
     assert server.max_in_flight == 3
+
+
+def test_run_concurrently_hands_on_every_result_big_images_included(server):
+    endpoint = ChatEndpoint(server.url, "m", api_key_env=None, concurrency=3)
+    big, small = Image.new("RGB", (400, 300), "blue"), Image.new("RGB", (20, 20), "green")  # big: encoded in a thread
+    images = {"a": [big], "b": [small], "c": [small, big], "d": []}
+    replies: dict[str, str] = {}
+    run_concurrently(endpoint, list(images), lambda i: endpoint.ask(f"[id={i}] hi", images[i]),
+                     lambda i, result: replies.__setitem__(i, result.value), progress=False)
+    assert replies == {i: f"<think>I count 1 for {i}.</think> <answer>1</answer>" for i in images}
+    assert {r["id"]: r["images"] for r in server.requests()} == {"a": 1, "b": 1, "c": 2, "d": 0}
+
+
+def test_run_concurrently_stops_at_the_first_fatal_error_keeping_what_was_handed_on(server):
+    server.set_faults({"policy:c": ["401"]})
+    endpoint = ChatEndpoint(server.url, "m", api_key_env=None, concurrency=1)
+    handed_on: list[str] = []
+
+    async def keep(item, _result):  # a coroutine, as a durable store's append is
+        await asyncio.sleep(0)
+        handed_on.append(item)
+
+    with pytest.raises(EndpointFatalError, match="answered 401"):
+        run_concurrently(endpoint, list("abcde"), lambda i: endpoint.ask(f"[id={i}] hi"), keep, progress=False)
+    assert handed_on == ["a", "b"] and [r["id"] for r in server.requests()] == ["a", "b", "c"]
+
+
+def test_the_endpoint_counts_retries_and_failed_items(server):
+    server.set_faults({"policy:a": ["500", "ok"], "policy:b": ["400"]})
+    endpoint = ChatEndpoint(server.url, "m", api_key_env=None, retry=RetryPolicy(backoff_base=0.01))
+    outcomes: dict[str, object] = {}
+
+    async def work(item):
+        try:
+            return (await endpoint.ask(f"[id={item}] hi")).retries
+        except RequestFailed as exc:
+            return exc.reason
+
+    run_concurrently(endpoint, list("abc"), work, outcomes.__setitem__, progress=False)
+    assert outcomes == {"a": 1, "b": "http 400: injected 400", "c": 0}
+    assert (endpoint.retries, endpoint.failed) == (1, 1)
 
 
 def test_model_name_is_taken_from_the_server_when_not_given(server):

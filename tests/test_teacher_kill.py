@@ -16,7 +16,7 @@ from PIL import Image
 
 from fake_openai_server import FakeOpenAIServer
 from srpo.data import Problem, save_problems
-from srpo.reflect.store import JsonlStore
+from srpo.store import JsonlStore
 
 SECRET = "sk-kill-test-SECRET-77aa"
 N = 60

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from fake_openai_server import FakeOpenAIServer, reflection_for
 from srpo.cli import app
-from srpo.config import ReflectConfig, load_config
+from srpo.config import ReflectConfig, parse_config
 from srpo.data import Problem, save_problems
 from srpo.format import parse_response
 from srpo.prompts import TEACHER_PROMPT_TEMPLATE
 from srpo.reflect.build import SettingsChanged, collect_attempts, run_reflect
-from srpo.reflect.store import JsonlStore
+from srpo.store import JsonlStore
 
 SECRET = "sk-test-NEVER-PRINT-9b2d"
 
@@ -257,7 +257,7 @@ def test_cli_reports_a_refused_key_and_exits_non_zero(problems_path, tmp_path, m
 
 
 def test_flags_map_to_config_fields():
-    cfg = load_config(ReflectConfig, None, ["--problems", "p.jsonl", "--policy", "http://localhost:8000/v1",
+    cfg = parse_config(ReflectConfig, ["--problems", "p.jsonl", "--policy", "http://localhost:8000/v1",
                                             "--teacher", "https://api.openai.com/v1", "--teacher-model", "o4-mini",
                                             "--out", "d", "--retry-failed", "--teacher-extra-body",
                                             '{"reasoning_effort": "low"}'])

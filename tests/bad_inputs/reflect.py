@@ -29,7 +29,7 @@ CASES = [
     BadInput("reflect-unknown-target-shape", lambda ws: reflect(ws, "--target-shape", "full"),
              r"target_shape = 'full': must be one of \('sft', 'five_block'\)"),
     BadInput("reflect-unknown-system-prompt", lambda ws: reflect(ws, "--system-prompt", "chatty"),
-             r"system_prompt: unknown system prompt 'chatty'"),
+             r"system_prompt = 'chatty': must be one of \['attempt', .*, or empty for none"),
     BadInput("reflect-teacher-neither-oracle-nor-url", lambda ws: reflect(ws, "--teacher", "o4-mini"),
              r"teacher = 'o4-mini': use 'oracle' or the http\(s\) URL of an OpenAI-compatible server"),
     BadInput("reflect-teacher-prompt-missing", lambda ws: reflect(ws, "--teacher", DEAD_URL, "--teacher-prompt", ws.tmp / "nope.txt"),

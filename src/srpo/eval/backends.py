@@ -1,15 +1,16 @@
 """Generation backends for evaluation: a local model (batched, srpo.generation), an OpenAI-compatible endpoint
-(srpo.eval.endpoint) and vLLM offline (when installed). All greedy. Each calls `on_result(item, text, tokens)` as
+(srpo.endpoint) and vLLM offline (when installed). All greedy. Each calls `on_result(item, text, tokens)` as
 replies arrive, so the driver can save them and resume an interrupted run."""
 
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Callable, Sequence
 
+from srpo.endpoint import ChatEndpoint, RequestFailed, RetryPolicy, chat_messages, is_url, redact_url, run_concurrently
 from srpo.errors import InvalidValue, NotAvailable
-from srpo.eval.endpoint import chat_messages, generate_openai, is_url
+from srpo.generation import generate_responses
+from srpo.models import load_policy
 
 BACKENDS = ("auto", "local", "openai", "vllm")
 OnResult = Callable[[object, str, "int | None"], None]
@@ -59,8 +60,6 @@ def generate_local(model_path: str, items: Sequence, system: str | None, *, max_
                    on_result: OnResult, progress: bool = True) -> None:
     from tqdm.auto import tqdm
 
-    from srpo.generation import generate_responses
-    from srpo.models import load_policy
 
     model, processor = load_policy(model_path)
     bar = tqdm(total=len(items), desc="generating", unit="item", disable=not progress)
@@ -74,6 +73,26 @@ def generate_local(model_path: str, items: Sequence, system: str | None, *, max_
     bar.close()
 
 
+def generate_openai(items: Sequence, system: str | None, *, base_url: str, model: str | None, max_new_tokens: int,
+                    api_key_env: str, concurrency: int, max_retries: int, on_result: OnResult,
+                    progress: bool = True) -> None:
+    """Greedy replies from an OpenAI-compatible server, `concurrency` requests at a time. A reply is used as it is
+    (transport retries only); the first item that fails after its retries stops the run, naming the item."""
+    endpoint = ChatEndpoint(base_url, model or "", api_key_env=api_key_env, concurrency=concurrency, timeout=600.0,
+                            retry=RetryPolicy(max_retries=max_retries, malformed_retries=0), abort_after_failures=0)
+
+    async def reply(item):
+        try:
+            return await endpoint.ask(item.prompt, item.endpoint_images(), system=system, max_tokens=max_new_tokens,
+                                      temperature=0.0)
+        except RequestFailed as exc:
+            raise NotAvailable(f"{redact_url(base_url)}: request for item {item.id!r} failed: {exc.reason}") from None
+
+    run_concurrently(endpoint, items, reply,
+                     lambda item, result: on_result(item, result.value, result.usage["completion_tokens"] or None),
+                     desc="generating", progress=progress)
+
+
 def generate_vllm(model_path: str, items: Sequence, system: str | None, *, max_new_tokens: int, on_result: OnResult,
                   chunk_size: int = 256) -> None:  # pragma: no cover -- needs vLLM and a GPU
     from vllm import LLM, SamplingParams
@@ -83,7 +102,7 @@ def generate_vllm(model_path: str, items: Sequence, system: str | None, *, max_n
     params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
     for start in range(0, len(items), chunk_size):
         chunk = items[start : start + chunk_size]
-        convs = [chat_messages(system, it.prompt, it.image_bytes()) for it in chunk]
+        convs = [chat_messages(it.prompt, it.endpoint_images(), system=system) for it in chunk]
         for it, out in zip(chunk, llm.chat(convs, params, use_tqdm=True)):
             on_result(it, out.outputs[0].text, len(out.outputs[0].token_ids))
 
@@ -106,19 +125,3 @@ def generate(backend: str, model: str, items: Sequence, system: str | None, *, m
         generate_vllm(model, items, system, max_new_tokens=max_new_tokens, on_result=on_result)
     else:
         raise InvalidValue(f"unknown backend {backend!r}; use one of {BACKENDS[1:]}")
-
-
-_WORDS = re.compile(r"\w+|[^\w\s]")
-
-
-def token_counter(tokenizer_path: str | None) -> tuple[Callable[[str], int], str]:
-    """(count(text), unit): the tokenizer's tokens when a tokenizer path is known, else words and punctuation."""
-    if tokenizer_path and not is_url(tokenizer_path):
-        try:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(tokenizer_path)
-            return (lambda text: len(tok(text or "", add_special_tokens=False)["input_ids"])), "tokens"
-        except (OSError, ValueError):
-            pass
-    return (lambda text: len(_WORDS.findall(text or ""))), "words"

@@ -11,9 +11,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from srpo.endpoint import ChatEndpoint, EndpointFatalError, RequestFailed, RetryPolicy, redact_url, run_concurrently
 from srpo.errors import InvalidValue, NotAvailable
-from srpo.eval.endpoint import chat_once
-from srpo.reflect.endpoint import EndpointFatalError, RequestFailed, redact_url
 
 
 @dataclass
@@ -41,7 +40,7 @@ class OpenAIJudge:
         if not model:
             raise InvalidValue("OpenAIJudge: a model name is required (e.g. gpt-4o-2024-11-20)")
         self.base_url, self.model, self.max_tokens = base_url, model, max_tokens
-        self._request = {"api_key_env": api_key_env, "timeout": timeout, "max_retries": max_retries}
+        self.api_key_env, self.timeout, self.max_retries = api_key_env, timeout, max_retries
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
         self.calls = 0  # requests actually sent
@@ -50,15 +49,21 @@ class OpenAIJudge:
         with self._lock:
             if prompt in self._cache:
                 return self._cache[prompt]
+        # Its own endpoint and event loop per question: the scorers call from any thread. A reply is used as it is.
+        retry = RetryPolicy(max_retries=self.max_retries, malformed_retries=0)
+        endpoint = ChatEndpoint(self.base_url, self.model, api_key_env=self.api_key_env, concurrency=1,
+                                timeout=self.timeout, retry=retry, abort_after_failures=0)
+        replies: list[str] = []
         try:
-            text = chat_once(self.base_url, self.model, [{"role": "user", "content": prompt}],
-                             max_tokens=self.max_tokens, **self._request)
+            run_concurrently(endpoint, [prompt],
+                             lambda text: endpoint.ask(text, max_tokens=self.max_tokens, temperature=0.0),
+                             lambda _, result: replies.append(result.value), progress=False)
         except (RequestFailed, EndpointFatalError) as exc:
             raise NotAvailable(f"judge {self.model} at {redact_url(self.base_url)} failed: {exc}") from None
         with self._lock:
             self.calls += 1
-            self._cache[prompt] = text
-        return text
+            self._cache[prompt] = replies[0]
+        return replies[0]
 
     def describe(self) -> dict:
         return {"base_url": redact_url(self.base_url), "model": self.model, "calls": self.calls}

@@ -1,3 +1,4 @@
+# Over 400 lines: the stage-1 data flow (attempts, filters, reflections, resume) reads top to bottom in one place.
 """Build the stage-1 reflection dataset: attempts -> filters -> teacher reflections -> an SFT-ready dataset on disk.
 
 The policy is a local model (batched generation) or an OpenAI-compatible endpoint; the teacher is `oracle` or an
@@ -28,16 +29,27 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from srpo.answers import is_correct
 from srpo.config import TARGET_SHAPES, ConfigError, ReflectConfig
 from srpo.data import LoadReport, Problem, load_problems, problems_to_dataset, reject_images
+from srpo.endpoint import is_url, parse_endpoint, redact_url
 from srpo.errors import InvalidValue, UserError
 from srpo.files import atomic_write_json, check_output_dir, replace_dir
 from srpo.format import parse_response, render_response, render_sft_target
+from srpo.generation import generate_responses
+from srpo.models import load_policy, load_processor
 from srpo.prompts import system_prompt
-from srpo.reflect.endpoint import is_url, parse_endpoint, redact_url
-from srpo.reflect.store import JsonlStore
+from srpo.reflect.remote import (
+    EndpointTeacher,
+    attempt_key,
+    generate_attempts_endpoint,
+    load_teacher_template,
+    reflect_with_store,
+)
 from srpo.reflect.teachers import Attempt, OracleTeacher, Reflection, Teacher
+from srpo.store import JsonlStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +76,6 @@ def check_reflect_config(cfg: ReflectConfig) -> None:
     if not cfg.out:
         raise ConfigError("out: no output folder given; pass --out DIR")
     check_output_dir(cfg.out, "out")
-    cfg.check()
-    if cfg.system_prompt:
-        try:
-            system_prompt(cfg.system_prompt)
-        except InvalidValue as exc:
-            raise ConfigError(f"system_prompt: {exc}, or '' for none") from None
     for key in ("policy_extra_body", "teacher_extra_body"):
         clash = [k for k in REQUEST_KEYS if k in getattr(cfg, key)]
         if clash:
@@ -91,14 +97,13 @@ def make_teacher(name: str, cfg: ReflectConfig | None = None) -> Teacher:
     if name == "oracle":
         return OracleTeacher()
     if is_url(name):
-        from srpo.reflect.remote import EndpointTeacher
 
         return EndpointTeacher(replace(cfg or ReflectConfig(), teacher=name))
     raise InvalidValue(f"unknown teacher '{name}': use 'oracle' or the http(s) URL of an OpenAI-compatible server")
 
 
 def parse_attempt(problem: Problem, response: str) -> Attempt | None:
-    """SPEC §3.2: drop attempts without <think>/<answer>; mark the first answer right or wrong."""
+    """docs/method.md#reflection-data: drop attempts without <think>/<answer>; mark the first answer right or wrong."""
     parsed = parse_response(response)
     if parsed.first_think is None or parsed.first_answer is None:
         return None
@@ -122,8 +127,6 @@ def collect_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) -> 
     if todo:
         try:
             if is_url(cfg.policy):
-                from srpo.reflect.remote import generate_attempts_endpoint
-
                 generate_attempts_endpoint(cfg, todo, store)
             else:
                 _generate_attempts_local(cfg, problems, {p.id for p in todo}, store)
@@ -133,20 +136,10 @@ def collect_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) -> 
     return records
 
 
-def generate_attempts(cfg: ReflectConfig, problems: list[Problem], out: Path) -> dict[str, str]:
-    """Responses by problem id (failed endpoint attempts are ""); resumes from attempts.jsonl."""
-    return {pid: r.get("response", "") for pid, r in collect_attempts(cfg, problems, out).items()}
-
-
 def _generate_attempts_local(cfg: ReflectConfig, problems: list[Problem], todo: set[str], store: JsonlStore) -> None:
     """Sampled attempts for the ids in `todo`, in chunks fixed by position in `problems` and seeded by it: a chunk
     cut short by a crash is generated again whole (same batches, same seed), so a resumed run stores exactly the
     attempts an uninterrupted one would. Each chunk is stored durably before the next starts."""
-    from tqdm.auto import tqdm
-
-    from srpo.generation import generate_responses
-    from srpo.models import load_policy
-
     step = cfg.batch_size * 8
     chunks = [(start, problems[start : start + step]) for start in range(0, len(problems), step)]
     chunks = [(start, chunk) for start, chunk in chunks if any(p.id in todo for p in chunk)]
@@ -189,7 +182,7 @@ def _image_digest(problem: Problem) -> str:
 
 def select_candidates(cfg: ReflectConfig, problems: list[Problem], responses: dict[str, str],
                       failed_attempts: dict[str, str] | None = None, dropped: Counter | None = None):
-    """SPEC §3.2-§3.3 filters before the teacher: format, reasoning length, dedupe, right/wrong mix.
+    """docs/method.md#reflection-data filters before the teacher: format, reasoning length, dedupe, right/wrong mix.
 
     Returns (candidates [(problem, attempt)] in a seeded order, Counter of drop reasons).
     """
@@ -241,7 +234,7 @@ def assemble_rows(cfg: ReflectConfig, candidates, reflections: dict[str, Reflect
             continue
         target = render_target(attempt, reflection.text, reflection.revised_reasoning, problem.answer, cfg.target_shape)
         final = parse_response(target).final_answer or ""
-        if not is_correct(final, problem.answer, choices=problem.choices):  # SPEC §3: final answer verified
+        if not is_correct(final, problem.answer, choices=problem.choices):  # docs/method.md#reflection-data: final answer verified
             dropped["final_answer_unverified"] += 1
             continue
         rows.append((problem, attempt, reflection, target))
@@ -249,14 +242,14 @@ def assemble_rows(cfg: ReflectConfig, candidates, reflections: dict[str, Reflect
 
 
 def build_examples(cfg: ReflectConfig, problems: list[Problem], responses: dict[str, str], teacher: Teacher):
-    """Filter (SPEC §3.2-§3.3) and reflect with a synchronous teacher; returns (kept rows, Counter of drops)."""
+    """Filter (docs/method.md#reflection-data) and reflect with a synchronous teacher; returns (kept rows, Counter of drops)."""
     candidates, dropped = select_candidates(cfg, problems, responses)
     reflections = {problem.id: teacher.reflect(problem, attempt) for problem, attempt in candidates}
     return assemble_rows(cfg, candidates, reflections, dropped), dropped
 
 
 def balance_right_wrong(candidates, right_fraction, max_examples, seed, dropped):
-    """Subsample to the requested right/wrong mix (SPEC §3.3), keeping as many examples as the mix allows."""
+    """Subsample to the requested right/wrong mix (docs/method.md#reflection-data), keeping as many examples as the mix allows."""
     rng = random.Random(seed)
     right = [c for c in candidates if c[1].correct]
     wrong = [c for c in candidates if not c[1].correct]
@@ -279,7 +272,6 @@ def balance_right_wrong(candidates, right_fraction, max_examples, seed, dropped)
 
 def reflect_candidates(cfg: ReflectConfig, teacher, candidates, out: Path) -> dict[str, Reflection | str]:
     """Endpoint teacher: replies from `reflections.jsonl`, the missing ones requested (bounded, retried, durable)."""
-    from srpo.reflect.remote import attempt_key, reflect_with_store
 
     store = JsonlStore(out / REFLECTIONS_FILE, fsync=cfg.fsync)
     records = store.load()
@@ -359,7 +351,6 @@ def store_settings(cfg: ReflectConfig) -> dict[str, dict[str, Any]]:
     else:
         settings[ATTEMPTS_FILE].update(seed=cfg.seed)  # local sampling is seeded
     if is_url(cfg.teacher):
-        from srpo.reflect.remote import load_teacher_template
 
         settings[REFLECTIONS_FILE] = {
             "teacher": redact_url(cfg.teacher),
@@ -404,9 +395,9 @@ def load_reflect_problems(cfg: ReflectConfig, teacher: Teacher) -> list[Problem]
     """The problems to attempt, checked for what would fail only later: no problem at all, an image the local
     policy's processor refuses, the oracle teacher without worked solutions."""
     report = LoadReport()
-    problems = load_problems(cfg.problems, limit=cfg.limit, skip_bad=cfg.skip_bad, report=report)
+    problems = load_problems(cfg.problems, limit=cfg.limit, skip_bad=cfg.skip_bad, report=report,
+                             columns=cfg.problems_columns)
     if problems and not is_url(cfg.policy):  # an endpoint policy's server checks its images itself
-        from srpo.models import load_processor
 
         refused = reject_images(((p.id, p.images) for p in problems), load_processor(cfg.policy), source=cfg.problems,
                                 skip_bad=cfg.skip_bad, report=report)

@@ -1,36 +1,34 @@
 """Stage-1 work through OpenAI-compatible endpoints: policy attempts and teacher reflections at scale.
 
-Each phase runs its pending items through a bounded pool of async workers; every finished item (ok or failed, with
+Each phase runs its pending items through `srpo.endpoint.run_concurrently`; every finished item (ok or failed, with
 its reason, token usage and retry count) is appended durably to a JSONL store in the output dir before it counts.
 A rerun loads the store and requests only what is missing (and, with `retry_failed`, what failed).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import json
 import logging
+import re
 import string
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 from srpo.config import ReflectConfig
 from srpo.data import Problem
-from srpo.errors import InvalidValue, MissingPath
-from srpo.prompts import TEACHER_PROMPT_TEMPLATE, system_prompt
-from srpo.reflect.endpoint import (
+from srpo.endpoint import (
     ChatEndpoint,
-    EndpointFatalError,
+    MalformedReply,
     RequestFailed,
     RetryPolicy,
-    parse_reflection,
     redact_url,
-    user_content,
-    user_content_async,
+    run_concurrently,
 )
-from srpo.reflect.store import AsyncAppender, JsonlStore
+from srpo.errors import InvalidValue, MissingPath
+from srpo.prompts import TEACHER_PROMPT_TEMPLATE, system_prompt
 from srpo.reflect.teachers import Attempt, Reflection
+from srpo.store import AsyncAppender, JsonlStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ ATTEMPT_FIELDS = {"reasoning", "response", "predicted_answer"}
 
 
 def load_teacher_template(path: str | None) -> str:
-    """The teacher prompt template: the built-in one (SPEC §2) or a file; only known {placeholders} allowed."""
+    """The teacher prompt template: the built-in one (docs/method.md#prompts) or a file; only known {placeholders} allowed."""
     if not path:
         return TEACHER_PROMPT_TEMPLATE
     file = Path(path)
@@ -58,7 +56,7 @@ def load_teacher_template(path: str | None) -> str:
 
 
 def check_template(template: str, where: str = "teacher prompt") -> None:
-    """Known placeholders only, and the ones SPEC §2 needs: the question, the attempt and the reference answer."""
+    """Known placeholders only, and the ones docs/method.md#prompts needs: the question, the attempt and the reference answer."""
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
@@ -71,7 +69,7 @@ def check_template(template: str, where: str = "teacher prompt") -> None:
         missing.append("the attempt ({reasoning}, {response} or {predicted_answer})")
     if missing:
         raise InvalidValue(f"{where}: lacks {', '.join(missing)}; the teacher must see the question, the attempt and "
-                           "the reference answer (SPEC §2)")
+                           "the reference answer (docs/method.md#prompts)")
     try:
         template.format(**{name: "" for name in TEMPLATE_FIELDS})
     except (ValueError, IndexError) as exc:  # e.g. a format spec such as {question:d}
@@ -86,21 +84,68 @@ def attempt_key(response: str) -> str:
     return hashlib.sha1(response.encode("utf-8")).hexdigest()[:16]
 
 
-def _retry_policy(cfg: ReflectConfig) -> RetryPolicy:
-    return RetryPolicy(max_retries=cfg.max_retries, malformed_retries=cfg.malformed_retries,
-                       backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def parse_reflection(content: str | None) -> str:
+    """The `reflection` string of a teacher reply `{"reflection": "..."}`, found robustly.
+
+    Accepts bare JSON, JSON in a code fence, JSON inside prose, and a leading `<think>...</think>` block (reasoning
+    models). Raises `MalformedReply` with the reason: "empty reply", "not JSON", "missing 'reflection'",
+    "'reflection' is not a string", "empty reflection".
+    """
+    text = (content or "").strip()
+    if not text:
+        raise MalformedReply("empty reply")
+    text = _THINK.sub("", text).strip()
+    found: list[Any] = []
+    for candidate in [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]:
+        try:
+            found.append(json.loads(candidate))
+        except ValueError:
+            continue
+    if not any(isinstance(obj, dict) and "reflection" in obj for obj in found):
+        decoder = json.JSONDecoder()
+        for match in re.finditer(r"\{", text):
+            try:
+                obj, _ = decoder.raw_decode(text, match.start())
+            except ValueError:
+                continue
+            found.append(obj)
+            if isinstance(obj, dict) and "reflection" in obj:
+                break
+    if not found:
+        raise MalformedReply("not JSON")
+    objs = [obj for obj in found if isinstance(obj, dict) and "reflection" in obj]
+    if not objs:
+        raise MalformedReply("missing 'reflection'")
+    value = objs[0]["reflection"]
+    if isinstance(value, list):
+        value = "\n".join(str(v) for v in value)
+    if value is not None and not isinstance(value, str):
+        raise MalformedReply("'reflection' is not a string")
+    if not value or not value.strip():
+        raise MalformedReply("empty reflection")
+    return value.strip()
+
+
+def _endpoint(cfg: ReflectConfig, url: str, model: str, api_key_env: str | None) -> ChatEndpoint:
+    retry = RetryPolicy(max_retries=cfg.max_retries, malformed_retries=cfg.malformed_retries,
+                        backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max)
+    return ChatEndpoint(url, model, api_key_env=api_key_env, concurrency=cfg.concurrency,
+                        timeout=cfg.request_timeout, retry=retry, abort_after_failures=cfg.abort_after_failures,
+                        image_max_pixels=cfg.image_max_pixels)
 
 
 class EndpointTeacher:
-    """The SPEC §2 teacher on an OpenAI-compatible server: question, images (base64 data URLs), the attempt's
+    """The docs/method.md#prompts teacher on an OpenAI-compatible server: question, images (base64 data URLs), the attempt's
     reasoning and answer, and the reference answer in; `{"reflection": "..."}` out."""
 
     def __init__(self, cfg: ReflectConfig) -> None:
         self.cfg = cfg
         self.template = load_teacher_template(cfg.teacher_prompt)
-        self.endpoint = ChatEndpoint(cfg.teacher, cfg.teacher_model, api_key_env=cfg.teacher_api_key_env,
-                                     concurrency=cfg.concurrency, timeout=cfg.request_timeout,
-                                     retry=_retry_policy(cfg), abort_after_failures=cfg.abort_after_failures)
+        self.endpoint = _endpoint(cfg, cfg.teacher, cfg.teacher_model, cfg.teacher_api_key_env)
 
     @property
     def name(self) -> str:
@@ -115,10 +160,6 @@ class EndpointTeacher:
             response=attempt.response,
         )
 
-    def messages(self, problem: Problem, attempt: Attempt) -> list[dict[str, Any]]:
-        return [{"role": "user",
-                 "content": user_content(problem.images, self.prompt(problem, attempt), self.cfg.image_max_pixels)}]
-
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"temperature": self.cfg.teacher_temperature,
                                   "max_completion_tokens": self.cfg.teacher_max_tokens}
@@ -129,10 +170,9 @@ class EndpointTeacher:
     async def areflect(self, problem: Problem, attempt: Attempt) -> dict[str, Any]:
         """A store record: status ok with the reflection, or failed with the reason; usage and retries in both."""
         base = {"id": problem.id, "attempt": attempt_key(attempt.response)}
-        content = await user_content_async(problem.images, self.prompt(problem, attempt), self.cfg.image_max_pixels)
         try:
-            result = await self.endpoint.complete([{"role": "user", "content": content}], parse=parse_reflection,
-                                                  **self.params())
+            result = await self.endpoint.ask(self.prompt(problem, attempt), problem.images, parse=parse_reflection,
+                                             **self.params())
         except RequestFailed as exc:
             return {**base, "status": "failed", "reason": exc.reason, "usage": exc.usage, "retries": exc.retries,
                     "model": self.endpoint.model}
@@ -141,37 +181,21 @@ class EndpointTeacher:
 
     def reflect(self, problem: Problem, attempt: Attempt) -> Reflection:
         """The `Teacher` protocol, one item at a time (no store): raises `RuntimeError` on failure."""
-
-        async def one() -> dict[str, Any]:
-            try:
-                await self.endpoint.resolve_model()
-                return await self.areflect(problem, attempt)
-            finally:
-                await self.endpoint.aclose()
-
-        record = asyncio.run(one())
+        records: list[dict[str, Any]] = []
+        run_concurrently(self.endpoint, [(problem, attempt)], lambda item: self.areflect(*item),
+                         lambda _, record: records.append(record), progress=False)
+        (record,) = records
         if record["status"] != "ok":
             raise RuntimeError(f"teacher failed on {problem.id}: {record['reason']}")
         return Reflection(record["reflection"])
 
 
-def endpoint_policy(cfg: ReflectConfig) -> ChatEndpoint:
-    return ChatEndpoint(cfg.policy, cfg.policy_model, api_key_env=cfg.policy_api_key_env,
-                        concurrency=cfg.concurrency, timeout=cfg.request_timeout, retry=_retry_policy(cfg),
-                        abort_after_failures=cfg.abort_after_failures)
-
-
 async def _policy_attempt(endpoint: ChatEndpoint, cfg: ReflectConfig, problem: Problem) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = []
-    if cfg.system_prompt:
-        messages.append({"role": "system", "content": system_prompt(cfg.system_prompt)})
-    messages.append({"role": "user", "content": await user_content_async(problem.images,
-                                                                          problem.question_with_choices(),
-                                                                          cfg.image_max_pixels)})
     params = {"temperature": cfg.attempt_temperature, "max_completion_tokens": cfg.attempt_max_new_tokens,
               **(cfg.policy_extra_body or {})}
     try:
-        result = await endpoint.complete(messages, **params)
+        result = await endpoint.ask(problem.question_with_choices(), problem.images,
+                                    system=system_prompt(cfg.system_prompt) if cfg.system_prompt else None, **params)
     except RequestFailed as exc:
         return {"id": problem.id, "response": "", "status": "failed", "reason": exc.reason, "usage": exc.usage,
                 "retries": exc.retries}
@@ -181,96 +205,42 @@ async def _policy_attempt(endpoint: ChatEndpoint, cfg: ReflectConfig, problem: P
 
 def generate_attempts_endpoint(cfg: ReflectConfig, todo: Sequence[Problem], store: JsonlStore) -> None:
     """Policy attempts for `todo` from the chat endpoint at `cfg.policy`, each stored durably as it finishes."""
-    if not todo:
-        return
-
-    async def main() -> None:
-        endpoint = endpoint_policy(cfg)
-        try:
-            await endpoint.resolve_model()
-            await run_pool(todo, lambda p: _policy_attempt(endpoint, cfg, p), store, cfg.concurrency,
-                           desc="policy attempts", progress=cfg.progress)
-        finally:
-            await endpoint.aclose()
-
-    asyncio.run(main())
+    endpoint = _endpoint(cfg, cfg.policy, cfg.policy_model, cfg.policy_api_key_env)
+    _run_into_store(endpoint, todo, lambda problem: _policy_attempt(endpoint, cfg, problem), store, cfg.concurrency,
+                    desc="policy attempts", progress=cfg.progress)
 
 
 def reflect_with_store(teacher: EndpointTeacher, items: Sequence[tuple[Problem, Attempt]], store: JsonlStore,
                        concurrency: int, progress: bool = True) -> None:
     """Teacher replies for `items` (already filtered to what is missing), each stored durably as it finishes."""
-    if not items:
-        return
-
-    async def main() -> None:
-        try:
-            await teacher.endpoint.resolve_model()
-            await run_pool(items, lambda item: teacher.areflect(*item), store, concurrency,
-                           desc="teacher reflections", progress=progress)
-        finally:
-            await teacher.endpoint.aclose()
-
-    asyncio.run(main())
+    _run_into_store(teacher.endpoint, items, lambda item: teacher.areflect(*item), store, concurrency,
+                    desc="teacher reflections", progress=progress)
 
 
-@dataclass
-class PoolStats:
-    done: int = 0
-    failed: int = 0
-    retries: int = 0
-
-
-async def run_pool(items: Sequence[Any], work: Callable[[Any], Awaitable[dict[str, Any]]], store: JsonlStore,
-                   concurrency: int, *, desc: str = "items", progress: bool = True) -> PoolStats:
-    """Run `work(item)` with at most `concurrency` in flight; each record is durable before the bar moves.
-
-    The first exception (e.g. `EndpointFatalError`) cancels the other workers and propagates; every record written
-    before it stays in the store.
-    """
-    from tqdm.auto import tqdm
-
-    stats = PoolStats()
+def _run_into_store(endpoint: ChatEndpoint, items: Sequence[Any], work: Callable[[Any], Awaitable[dict[str, Any]]],
+                    store: JsonlStore, concurrency: int, *, desc: str, progress: bool) -> None:
+    """`work(item)` -> a record for each item, every record durable (group-committed) before it counts."""
     appender = AsyncAppender(store)
-    pending = iter(items)
-    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    failed_before = endpoint.failed
 
-    async def worker() -> None:
-        for item in pending:  # a shared iterator: no await between taking and starting an item
-            record = await work(item)
-            await appender.append(record)
-            stats.done += 1
-            stats.retries += int(record.get("retries") or 0)
-            if record.get("status") == "failed":
-                stats.failed += 1
-                logger.debug("%s %s failed: %s", desc, record.get("id"), record.get("reason"))
-            bar.update(1)
-            if stats.failed or stats.retries:
-                bar.set_postfix(failed=stats.failed, retries=stats.retries, refresh=False)
+    async def keep(_item, record: dict[str, Any]) -> None:
+        await appender.append(record)
+        if record.get("status") == "failed":
+            logger.debug("%s %s failed: %s", desc, record.get("id"), record.get("reason"))
 
-    tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(items))))]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        bar.close()
-    if stats.failed:
+    run_concurrently(endpoint, items, work, keep, concurrency=concurrency, desc=desc, progress=progress)
+    failed = endpoint.failed - failed_before
+    if failed:
         logger.warning("%s: %d of %d failed after retries (recorded in %s; rerun with --retry-failed to retry)",
-                       desc, stats.failed, len(items), store.path)
-    return stats
+                       desc, failed, len(items), store.path)
 
 
 __all__ = [
-    "EndpointFatalError",
     "EndpointTeacher",
     "attempt_key",
     "check_template",
     "generate_attempts_endpoint",
     "load_teacher_template",
+    "parse_reflection",
     "reflect_with_store",
-    "run_pool",
 ]

@@ -1,4 +1,4 @@
-"""Teachers write a reflection on a policy attempt (SPEC §2 teacher prompt, §3.4).
+"""Teachers write a reflection on a policy attempt (docs/method.md#prompts teacher prompt, §3.4).
 
 `OracleTeacher` needs no model: it writes the reflection from the problem's worked solution. The endpoint teacher
 (`srpo.reflect.remote.EndpointTeacher`, any OpenAI-compatible server) implements the same `Teacher` protocol, plus

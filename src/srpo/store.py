@@ -1,4 +1,5 @@
-"""Durable append-only JSONL stores for stage-1 work items (policy attempts, teacher replies).
+"""Durable append-only JSONL stores for work items that take long to make: reflect's policy attempts and teacher
+replies, eval's generated replies.
 
 One JSON object per line, keyed by `id`; the last line of an id wins (a `--retry-failed` rerun appends a newer record).
 A record counts as done only once its line is written, flushed and fsync'ed. A `kill -9` can leave at most a torn

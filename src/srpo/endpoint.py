@@ -1,4 +1,6 @@
-"""Chat completions against any OpenAI-compatible endpoint (OpenAI, `vllm serve`, SGLang, ...), built to run for hours.
+# Over 400 lines on purpose: one request path (URL and credentials, messages, retries, the pool), read top to bottom.
+"""The one client for OpenAI-compatible chat endpoints (OpenAI, `vllm serve`, SGLang, ...): reflect's policy attempts
+and teacher, eval's generation and judge, and any LLM-judged reward. Built to run for hours.
 
 * aiohttp does the HTTP (one session, keep-alive connections); retries are ours, so backoff, jitter and `Retry-After`
   are under control and every retry is counted. The openai SDK is not used here: its request building costs about
@@ -9,10 +11,13 @@
 * A 200 whose body is not JSON (a proxy's HTML page, a cut-off body) is a transport fault, retried like a 5xx. A JSON
   reply that cannot be used (`MalformedReply`: no choices, or the caller's `parse` rejects the content) is
   re-requested up to `malformed_retries` times, then the item fails with the reason.
-* Concurrency is bounded by an `asyncio.Semaphore`.
-* The API key is read from the environment variable the config names; credentials in the URL
+* `run_concurrently` is the one way to send many requests: a bounded pool of workers, results handed on (and made
+  durable, where the caller stores them) as they arrive, the first fatal error stopping the rest.
+* The API key is read from the environment variable the caller names; credentials in the URL
   (`https://user:password@host/v1`) are sent as HTTP Basic auth instead. Neither is ever logged, printed or stored:
   URLs are shown without user info, and a server message quoting them is masked before it is recorded.
+
+aiohttp and tqdm are imported where used: they cost half a second, which commands that send no request never pay.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import inspect
 import io
 import json
 import logging
@@ -28,10 +34,14 @@ import os
 import random
 import re
 import time
+import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from PIL import Image
+
+from srpo import __version__
 from srpo.errors import InvalidValue, UserError
 
 logger = logging.getLogger(__name__)
@@ -56,6 +66,9 @@ class RequestFailed(RuntimeError):
         self.reason = reason
         self.usage = usage or {"prompt_tokens": 0, "completion_tokens": 0}
         self.retries = retries
+
+
+# ---- URLs and credentials ----------------------------------------------------------------------------------------
 
 
 def is_url(value: str | None) -> bool:
@@ -93,7 +106,8 @@ def parse_endpoint(url: str, api_key_env: str | None, key_option: str = "--api-k
     if api_key_env and not ENV_NAME.fullmatch(api_key_env):  # never echoed: it may be the key itself
         raise InvalidValue(f"{where}: {key_option} must name an environment variable (letters, digits and _), e.g. "
                            "OPENAI_API_KEY; put the key itself in that variable, not on the command line")
-    base_url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), parts.query, ""))
+    base_url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"),
+                                        parts.query, ""))
     if parts.username is None and parts.password is None:
         return base_url, None
     user, password = unquote(parts.username or ""), unquote(parts.password or "")
@@ -119,8 +133,57 @@ def read_api_key(env_name: str | None) -> str:
     return key
 
 
-def image_data_url(image, max_pixels: int | None = None) -> str:
-    """A PIL image as a `data:image/png;base64,...` URL, downscaled (aspect kept) to at most `max_pixels`."""
+def env_proxy(url: str) -> str | None:
+    """The proxy for `url` from HTTP(S)_PROXY / NO_PROXY, as the openai SDK honours them; credentials in the proxy
+    URL become its Proxy-Authorization. Read once per session: aiohttp's `trust_env` looks them up in a worker thread
+    on every request, which doubled the client's CPU per request in benchmarks/teacher_throughput.py."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxy if "://" in proxy else "http://" + proxy
+
+
+def _tls_context(url: str):
+    """For https: the CA bundle of SSL_CERT_FILE / SSL_CERT_DIR when set (a company CA), else certifi's (what the
+    openai SDK uses); plain http has no TLS."""
+    if not url.startswith("https://"):
+        return None
+    import ssl
+
+    import certifi
+
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _secrets_of(authorization: str) -> list[str]:
+    """What an Authorization header value must never show: the key, or the Basic token and its password."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme == "Basic":
+        password = base64.b64decode(token).decode("utf-8").partition(":")[2]
+        return [token] + ([password] if password else [])
+    return [token] if token and token != "EMPTY" else []
+
+
+# ---- messages ----------------------------------------------------------------------------------------------------
+
+EncodedImage = tuple[bytes, str]  # (file bytes, mime type): sent as stored
+ImageInput = Image.Image | EncodedImage
+
+
+def image_data_url(image: ImageInput, max_pixels: int | None = None) -> str:
+    """A `data:` URL for a PIL image (as PNG) or for `(bytes, mime type)` (as stored). An image over `max_pixels` is
+    downscaled, aspect kept, and sent as PNG."""
+    if isinstance(image, tuple):
+        data, mime = image
+        opened = Image.open(io.BytesIO(data)) if max_pixels else None  # reads the header only
+        if opened is None or opened.width * opened.height <= max_pixels:
+            return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+        image = opened
     if max_pixels and image.width * image.height > max_pixels:
         scale = math.sqrt(max_pixels / (image.width * image.height))
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
@@ -129,70 +192,26 @@ def image_data_url(image, max_pixels: int | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def user_content(images, text: str, max_pixels: int | None = None) -> list[dict[str, Any]]:
-    """One user turn: image parts first (as the policy sees them), then the text."""
-    parts: list[dict[str, Any]] = [
-        {"type": "image_url", "image_url": {"url": image_data_url(img, max_pixels)}} for img in images
-    ]
-    parts.append({"type": "text", "text": text})
-    return parts
+def chat_messages(text: str, images: Sequence[ImageInput] = (), *, system: str | None = None,
+                  max_pixels: int | None = None) -> list[dict[str, Any]]:
+    """The system turn (when given), then one user turn: the images first (as the policy sees them), then the text.
+    A turn without images is plain text, which every server accepts, text-only ones included."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    if not images:
+        return messages + [{"role": "user", "content": text}]
+    content = [{"type": "image_url", "image_url": {"url": image_data_url(img, max_pixels)}} for img in images]
+    content.append({"type": "text", "text": text})
+    return messages + [{"role": "user", "content": content}]
 
 
-THREAD_ENCODE_PIXELS = 256 * 256
+SLOW_ENCODE_SIZE = 256 * 256  # pixels of PIL images, bytes of stored ones: above it, encode in a worker thread
 
 
-async def user_content_async(images, text: str, max_pixels: int | None = None) -> list[dict[str, Any]]:
-    """`user_content`, with big images encoded in a worker thread so the event loop keeps serving other requests
-    (a 1024x768 chart takes ~30 ms to encode)."""
-    if sum(img.width * img.height for img in images) > THREAD_ENCODE_PIXELS:
-        return await asyncio.to_thread(user_content, images, text, max_pixels)
-    return user_content(images, text, max_pixels)
+def _encoding_size(images: Sequence[ImageInput]) -> int:
+    return sum(len(img[0]) if isinstance(img, tuple) else img.width * img.height for img in images)
 
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-
-
-def parse_reflection(content: str | None) -> str:
-    """The `reflection` string of a teacher reply `{"reflection": "..."}`, found robustly.
-
-    Accepts bare JSON, JSON in a code fence, JSON inside prose, and a leading `<think>...</think>` block (reasoning
-    models). Raises `MalformedReply` with the reason: "empty reply", "not JSON", "missing 'reflection'",
-    "'reflection' is not a string", "empty reflection".
-    """
-    text = (content or "").strip()
-    if not text:
-        raise MalformedReply("empty reply")
-    text = _THINK.sub("", text).strip()
-    found: list[Any] = []
-    for candidate in [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]:
-        try:
-            found.append(json.loads(candidate))
-        except ValueError:
-            continue
-    if not any(isinstance(obj, dict) and "reflection" in obj for obj in found):
-        decoder = json.JSONDecoder()
-        for match in re.finditer(r"\{", text):
-            try:
-                obj, _ = decoder.raw_decode(text, match.start())
-            except ValueError:
-                continue
-            found.append(obj)
-            if isinstance(obj, dict) and "reflection" in obj:
-                break
-    if not found:
-        raise MalformedReply("not JSON")
-    objs = [obj for obj in found if isinstance(obj, dict) and "reflection" in obj]
-    if not objs:
-        raise MalformedReply("missing 'reflection'")
-    value = objs[0]["reflection"]
-    if isinstance(value, list):
-        value = "\n".join(str(v) for v in value)
-    if value is not None and not isinstance(value, str):
-        raise MalformedReply("'reflection' is not a string")
-    if not value or not value.strip():
-        raise MalformedReply("empty reflection")
-    return value.strip()
+# ---- retries -----------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -242,6 +261,9 @@ def retry_after_seconds(headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# ---- the client --------------------------------------------------------------------------------------------------
+
+
 @dataclass
 class CallResult:
     value: Any
@@ -249,19 +271,9 @@ class CallResult:
     retries: int  # transport retries + malformed re-requests
 
 
-@dataclass
-class EndpointStats:
-    requests: int = 0
-    retries: int = 0
-    malformed: int = 0
-    by_error: dict[str, int] = field(default_factory=dict)
-
-    def count(self, kind: str) -> None:
-        self.by_error[kind] = self.by_error.get(kind, 0) + 1
-
-
 class ChatEndpoint:
-    """Bounded, retrying chat completions on one OpenAI-compatible server. Use inside one event loop; `aclose()`."""
+    """Bounded, retrying chat completions on one OpenAI-compatible server. Use inside one event loop; `aclose()`.
+    `retries` and `failed` count, over its life, the retries sent and the items that failed after theirs."""
 
     def __init__(
         self,
@@ -273,6 +285,7 @@ class ChatEndpoint:
         timeout: float = 300.0,
         retry: RetryPolicy | None = None,
         abort_after_failures: int = 50,
+        image_max_pixels: int | None = None,
     ) -> None:
         self.base_url, self._basic_auth = parse_endpoint(base_url, api_key_env)
         self.model = model
@@ -281,7 +294,9 @@ class ChatEndpoint:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.abort_after_failures = abort_after_failures
-        self.stats = EndpointStats()
+        self.image_max_pixels = image_max_pixels
+        self.retries = 0
+        self.failed = 0
         self._session: Any = None
         self._headers: dict[str, str] = {}
         self._secrets: list[str] = []  # masked in any server text that gets recorded
@@ -296,8 +311,6 @@ class ChatEndpoint:
         """The aiohttp session (created inside the running loop on first use), with keep-alive connections."""
         if self._session is None:
             import aiohttp
-
-            from srpo import __version__
 
             authorization = self._basic_auth or f"Bearer {read_api_key(self.api_key_env)}"
             self._headers = {"Authorization": authorization, "Content-Type": "application/json",
@@ -342,12 +355,22 @@ class ChatEndpoint:
         logger.info("%s: using model %s", where, self.model)
         return self.model
 
+    async def ask(self, text: str, images: Sequence[ImageInput] = (), *, system: str | None = None,
+                  parse: Callable[[str], Any] | None = None, **params: Any) -> CallResult:
+        """`complete` on `chat_messages(text, images, system)`; big images are encoded in a worker thread so the
+        event loop keeps serving other requests (a 1024x768 chart takes ~30 ms to encode)."""
+        if _encoding_size(images) > SLOW_ENCODE_SIZE:
+            messages = await asyncio.to_thread(chat_messages, text, images, system=system,
+                                               max_pixels=self.image_max_pixels)
+        else:
+            messages = chat_messages(text, images, system=system, max_pixels=self.image_max_pixels)
+        return await self.complete(messages, parse, **params)
+
     async def _post(self, data: bytes) -> tuple[int, Any, bytes]:
         """(status, headers, body) of one POST to /chat/completions; aiohttp and OS errors propagate."""
         session = self._open()
         assert self._semaphore is not None
         async with self._semaphore:
-            self.stats.requests += 1
             async with session.post(self.base_url + "/chat/completions", data=data, headers=self._headers,
                                     proxy=self._proxy) as response:
                 return response.status, response.headers, await response.read()
@@ -384,7 +407,7 @@ class ChatEndpoint:
                                              f"{self.model!r}: check the URL, the model name and {credentials}")
                 error = f"http {status}"
                 if 300 <= status < 500 and status not in RETRY_STATUS:
-                    self._failed()
+                    self._item_failed()
                     raise RequestFailed(f"{error}: {self._mask(_error_message(payload))}", usage,
                                         transport_tries + malformed_tries)
                 if status >= 300:  # 408, 409, 425, 429, 5xx
@@ -399,27 +422,25 @@ class ChatEndpoint:
                             usage[key] += reply_usage.get(key) or 0
                         value = parse(content) if parse else content
                     except MalformedReply as exc:
-                        self.stats.malformed += 1
-                        self.stats.count("malformed")
                         if malformed_tries >= self.retry.malformed_retries:
+                            self.failed += 1
                             self._consecutive_failures = 0  # the server answers; the model's reply is the problem
                             raise RequestFailed(f"malformed reply: {exc}", usage,
                                                 transport_tries + malformed_tries) from None
                         malformed_tries += 1
-                        self.stats.retries += 1
+                        self.retries += 1
                         logger.debug("malformed reply (%s); asking again (%d/%d)", exc, malformed_tries,
                                      self.retry.malformed_retries)
                         continue
                     self._consecutive_failures = 0
                     return CallResult(value, usage, transport_tries + malformed_tries)
-            self.stats.count(error.split(" (")[0])
             if transport_tries >= self.retry.max_retries:
-                self._failed()
+                self._item_failed()
                 raise RequestFailed(f"{error} after {transport_tries} retries{detail}", usage,
                                     transport_tries + malformed_tries)
             wait = self.retry.delay(transport_tries, retry_after)
             transport_tries += 1
-            self.stats.retries += 1
+            self.retries += 1
             logger.debug("%s; retry %d/%d in %.2fs", error, transport_tries, self.retry.max_retries, wait)
             await asyncio.sleep(wait)
 
@@ -428,52 +449,14 @@ class ChatEndpoint:
             text = text.replace(secret, "***")
         return text
 
-    def _failed(self) -> None:
+    def _item_failed(self) -> None:
+        """Counts a failed item; too many in a row mean the server is gone, which stops the run."""
+        self.failed += 1
         self._consecutive_failures += 1
         if self.abort_after_failures and self._consecutive_failures >= self.abort_after_failures:
             raise EndpointFatalError(
                 f"{redact_url(self.base_url)}: {self._consecutive_failures} items in a row failed after retries; "
                 "stopping (finished items are saved; rerun to resume)")
-
-
-def env_proxy(url: str) -> str | None:
-    """The proxy for `url` from HTTP(S)_PROXY / NO_PROXY, as the openai SDK honours them; credentials in the proxy
-    URL become its Proxy-Authorization. Read once per session: aiohttp's `trust_env` looks them up in a worker thread
-    on every request, which doubled the client's CPU per request in benchmarks/teacher_throughput.py."""
-    import urllib.request
-
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    proxy = proxies.get(parts.scheme)
-    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
-        return None
-    return proxy if "://" in proxy else "http://" + proxy
-
-
-def _tls_context(url: str):
-    """For https: the CA bundle of SSL_CERT_FILE / SSL_CERT_DIR when set (a company CA), else certifi's (what the
-    openai SDK uses); plain http has no TLS."""
-    if not url.startswith("https://"):
-        return None
-    import ssl
-
-    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
-    if cafile or capath:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
-    try:
-        import certifi
-    except ImportError:
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-def _secrets_of(authorization: str) -> list[str]:
-    """What an Authorization header value must never show: the key, or the Basic token and its password."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme == "Basic":
-        password = base64.b64decode(token).decode("utf-8").partition(":")[2]
-        return [token] + ([password] if password else [])
-    return [token] if token and token != "EMPTY" else []
 
 
 def _json_body(payload: bytes) -> Any:
@@ -519,3 +502,57 @@ def _error_message(payload: bytes) -> str:
         if message:
             return str(message)[:300]
     return text.strip()[:300] or "(no message)"
+
+
+# ---- many requests -----------------------------------------------------------------------------------------------
+
+
+def run_concurrently(endpoint: ChatEndpoint, items: Sequence[Any], work: Callable[[Any], Awaitable[Any]],
+                     on_result: Callable[[Any, Any], Awaitable[None] | None], *, concurrency: int | None = None,
+                     desc: str = "items", progress: bool = True) -> None:
+    """`work(item)` for every item, at most `concurrency` (default: the endpoint's) at a time, in one event loop that
+    owns the endpoint's connections: the model is resolved first, the connections are closed last.
+
+    `on_result(item, result)` (a function or a coroutine function) runs as each item finishes, before the progress
+    bar moves, so a durable store counts an item only once it is written. The first exception (`EndpointFatalError`,
+    or whatever `work` or `on_result` raise) cancels the other workers and propagates; results handed on before it
+    stay handed on.
+    """
+    if items:
+        asyncio.run(_run_concurrently(endpoint, items, work, on_result, concurrency or endpoint.concurrency, desc,
+                                      progress))
+
+
+async def _run_concurrently(endpoint: ChatEndpoint, items: Sequence[Any], work, on_result, concurrency: int,
+                            desc: str, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    pending = iter(items)
+    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    failed, retries = endpoint.failed, endpoint.retries
+
+    async def worker() -> None:
+        for item in pending:  # a shared iterator: no await between taking and starting an item
+            result = await work(item)
+            handed_on = on_result(item, result)
+            if inspect.isawaitable(handed_on):
+                await handed_on
+            bar.update(1)
+            if (endpoint.failed, endpoint.retries) != (failed, retries):
+                bar.set_postfix(failed=endpoint.failed - failed, retries=endpoint.retries - retries, refresh=False)
+
+    tasks: list[asyncio.Task] = []
+    try:
+        await endpoint.resolve_model()
+        tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(items))))]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        bar.close()
+        await endpoint.aclose()
+
