@@ -1,13 +1,14 @@
-"""Speed of the official-protocol benchmark scorers (srpo.eval.scoring) on one CPU core.
+"""Speed of the official-protocol benchmark scorers (srpo.eval.benchmarks) on one CPU core.
 
-Times `rescore` on published output files from the shared benchmark folder ($SRPO_SHARED_DIR, else
+Times `rescore` on published output files from the benchmark data folder (--data, else $SRPO_DATA_DIR, else
 ../shared/benchmarks next to the repository root):
 
 * MathVista: every testmini output file (1000 items each; JSON loading included), target < 2 s per 1000 items;
 * MMMU-Pro: the four GPT-4o files (1730 items each), for information;
 * MathVision: the 16 published runs (3040 items each), cold (LaTeX-parse cache cleared before each file) and warm.
 
-Usage: python benchmarks/eval_scoring_speed.py [--repeat 5] [--out benchmarks/results/eval_scoring_speed.json]
+Usage: python benchmarks/eval_scoring_speed.py [--repeat 5] [--data DIR]
+       [--out benchmarks/results/eval_scoring_speed.json]
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def _time(fn, repeat: int) -> list[float]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--data", default=os.environ.get("SRPO_DATA_DIR")
+                    or str(Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "eval_scoring_speed.json"))
     args = ap.parse_args(argv)
 
@@ -46,12 +49,11 @@ def main(argv: list[str] | None = None) -> dict:
     except (AttributeError, OSError):
         pinned = None
 
-    from srpo.eval.scoring import mathvision, rescore
-    from srpo.eval.scoring.common import shared_dir
+    from srpo.eval.benchmarks import mathvision, rescore
 
-    root = shared_dir()
+    root = Path(args.data)
     if not root.is_dir():
-        sys.exit(f"shared benchmark folder not found: {root} (set SRPO_SHARED_DIR)")
+        sys.exit(f"benchmark data folder not found: {root} (pass --data or set SRPO_DATA_DIR)")
 
     report: dict = {
         "python": platform.python_version(),

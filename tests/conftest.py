@@ -1,6 +1,10 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from srpo.data import generate_problems, load_problems, problems_to_dataset, save_problems
+from srpo.eval.benchmarks import DATA_ENV
 from srpo.models import build_tiny_model
 
 
@@ -30,3 +34,18 @@ def sft_dataset(tmp_path_factory, problems_file):
     path = tmp_path_factory.mktemp("sft") / "data"
     ds.save_to_disk(str(path / "dataset"))
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_benchmarks() -> Path:
+    """The official benchmark folders (mathvista/, mathvision/, ...): $SRPO_DATA_DIR, else ../shared/benchmarks beside
+    the repository. The package itself has no default (srpo.eval.benchmarks.common.data_dir); tests that need a file
+    there skip when it is absent."""
+    return Path(os.environ.get(DATA_ENV) or Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks")
+
+
+@pytest.fixture
+def benchmarks_dir(shared_benchmarks, monkeypatch) -> Path:
+    """`shared_benchmarks`, also set as $SRPO_DATA_DIR for the code under test (the default `--data` folder)."""
+    monkeypatch.setenv(DATA_ENV, str(shared_benchmarks))
+    return shared_benchmarks

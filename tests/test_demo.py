@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from srpo.eval.metrics import TRANSITIONS
+from srpo.rewards import TRANSITIONS
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,11 @@ def test_quick_demo_writes_metrics_report_and_plots(tmp_path):
     assert set(metrics["stages"]) == {"base", "stage1", "stage2"}
     for name, stage in metrics["stages"].items():
         assert STAGE_FIELDS <= set(stage), name
+        # each stage is evaluated as `srpo eval` evaluates a problem file: the same run folder
+        for run_file in ("run.json", "responses.jsonl", "items.jsonl", "outputs_problems.jsonl", "scores.json",
+                         "report.md"):
+            assert (out / "eval" / name / run_file).is_file(), (name, run_file)
+        assert stage["n"] == stage["n_scored"] == 60 and stage["correct"] == round(60 * stage["final_accuracy"])
     for term in PAPER_TERMS:
         assert f"rewards/{term}/mean" in metrics["logged_reward_terms"]
     for transition in TRANSITIONS:

@@ -12,12 +12,13 @@ import torch
 from typer.testing import CliRunner
 
 from srpo.cli import app
-from srpo.eval.driver import final_view, first_view
-from srpo.eval.scoring import mathvision
-from srpo.eval.scoring.common import shared_dir
+from srpo.data import load_problems
+from srpo.eval.benchmarks import load_benchmark, mathvision, rescore
+from srpo.eval.benchmarks.common import compat_extract
+from srpo.eval.driver import EvalConfig, final_view, first_view, run_eval
+from srpo.eval.report import markdown_table, reflection_table
 from srpo.format import parse_response, render_response
-
-SHARED = shared_dir()
+from srpo.rewards import score_response
 
 
 runner = CliRunner()
@@ -45,18 +46,18 @@ def _eval(*args: str):
 
 
 @pytest.fixture(scope="module")
-def mathvision_run(tiny_model_dir, tmp_path_factory, one_thread):
-    if not (SHARED / "mathvision" / "images").exists():
-        pytest.skip(f"MathVision testmini images not available under {SHARED}")
+def mathvision_run(tiny_model_dir, tmp_path_factory, one_thread, shared_benchmarks):
+    if not (shared_benchmarks / "mathvision" / "images").exists():
+        pytest.skip(f"MathVision testmini images not available under {shared_benchmarks}")
     out = tmp_path_factory.mktemp("eval") / "tiny_mathvision"
     t0 = time.time()
     _eval("--model", str(tiny_model_dir), "--benchmark", "mathvision", "--split", "testmini", "--out", str(out),
-          "--max-new-tokens", "16", "--batch-size", "16")
+          "--data", str(shared_benchmarks / "mathvision"), "--max-new-tokens", "16", "--batch-size", "16")
     return out, time.time() - t0
 
 
 @pytest.mark.slow
-def test_e2e_tiny_model_on_mathvision_testmini(mathvision_run):
+def test_e2e_tiny_model_on_mathvision_testmini(mathvision_run, benchmarks_dir):
     out, seconds = mathvision_run
     for name in RUN_FILES:
         assert (out / name).is_file(), name
@@ -69,7 +70,7 @@ def test_e2e_tiny_model_on_mathvision_testmini(mathvision_run):
     assert len(items) == 304 and all(ITEM_KEYS <= set(it) for it in items)
     assert all(0 < it["response_tokens"] <= 16 for it in items)
     # the official scorer, independently, on the raw responses gives the same verdicts
-    records = mathvision.load_data(SHARED / "mathvision" / "data" / "testmini.jsonl")
+    records = mathvision.load_data(benchmarks_dir / "mathvision" / "data" / "testmini.jsonl")
     outputs = [json.loads(line) for line in (out / "outputs_mathvision.jsonl").read_text().splitlines()]
     assert [o["id"] for o in outputs] == [it["id"] for it in items]
     for o, it in zip(outputs, items):
@@ -96,7 +97,7 @@ def test_e2e_tiny_model_on_mathvision_testmini(mathvision_run):
 
 
 @pytest.mark.slow
-def test_rerun_resumes_and_refuses_a_different_run(mathvision_run, tiny_model_dir):
+def test_rerun_resumes_and_refuses_a_different_run(mathvision_run, tiny_model_dir, benchmarks_dir):
     out, _ = mathvision_run
     before = (out / "scores.json").read_text()
     _eval("--model", str(tiny_model_dir), "--benchmark", "mathvision:testmini", "--out", str(out),
@@ -109,7 +110,7 @@ def test_rerun_resumes_and_refuses_a_different_run(mathvision_run, tiny_model_di
 
 
 @pytest.mark.slow
-def test_eval_score_rescores_the_runs_output_file(mathvision_run):
+def test_eval_score_rescores_the_runs_output_file(mathvision_run, benchmarks_dir):
     out, _ = mathvision_run
     scores = json.loads((out / "scores.json").read_text())
     for mode in ("official", "srpo_compat"):
@@ -123,7 +124,7 @@ def test_eval_score_rescores_the_runs_output_file(mathvision_run):
 
 
 @pytest.mark.slow
-def test_compare_puts_runs_side_by_side(mathvision_run, tmp_path):
+def test_compare_puts_runs_side_by_side(mathvision_run, tmp_path, benchmarks_dir):
     out, _ = mathvision_run
     compat = tmp_path / "tiny_compat"  # the same responses scored in srpo_compat mode: no generation
     compat.mkdir()
@@ -175,8 +176,6 @@ TRICKY = [  # (response, the reward parser's first answer)
 
 @pytest.mark.parametrize("response, first", TRICKY)
 def test_first_view_ends_with_the_rewards_first_answer(response, first):
-    from srpo.eval.scoring.common import compat_extract
-
     view = first_view(response)
     assert parse_response(response).first_answer == first
     assert parse_response(view).final_answer == first  # official scorers read the view's last answer
@@ -186,10 +185,6 @@ def test_first_view_ends_with_the_rewards_first_answer(response, first):
 def test_first_answer_accuracy_is_the_rewards_first_answer(problems_file, tmp_path):
     """Saved replies (nothing left to generate) whose first think quotes "</answer>": evaluation's first-answer
     verdict is the reward's (srpo.rewards.score_response) for every item."""
-    from srpo.data import load_problems
-    from srpo.eval.driver import EvalConfig, run_eval
-    from srpo.rewards import score_response
-
     problems = load_problems(problems_file)[:6]
     out = tmp_path / "run"
     out.mkdir()
@@ -208,6 +203,9 @@ def test_first_answer_accuracy_is_the_rewards_first_answer(problems_file, tmp_pa
     assert {i: it["first_correct"] for i, it in items.items()} == rewarded
     assert sum(rewarded.values()) == 3 and metrics["first_accuracy"] == pytest.approx(3 / 6)
     assert metrics["right_to_wrong"] == metrics["wrong_to_right"] == pytest.approx(3 / 6)
+    # the problem file's output file rescores like any benchmark's
+    again = rescore("problems", out / "outputs_problems.jsonl")
+    assert (again.mode, again.n, again.correct) == ("srpo_answers", 6, metrics["correct"]) and metrics["correct"] == 3
 
 
 @pytest.mark.slow
@@ -233,22 +231,18 @@ def _png_dir(path, names):
 
 
 @pytest.mark.parametrize("benchmark", ["mathvista", "mathverse:visualizer_sample", "mmmu_pro:standard10"])
-def test_official_output_files_rescore_to_the_run_scores(benchmark, tmp_path):
+def test_official_output_files_rescore_to_the_run_scores(benchmark, tmp_path, benchmarks_dir):
     """Saved responses (no model, no server: nothing left to generate) -> the run's official-format output file,
     which `rescore` scores exactly as the run did."""
-    from srpo.eval.benchmarks import load_benchmark
-    from srpo.eval.driver import EvalConfig, run_eval
-    from srpo.eval.scoring import rescore
-
     name = benchmark.split(":")[0]
-    if not (SHARED / name).exists():
-        pytest.skip(f"not available: {SHARED / name}")
+    if not (benchmarks_dir / name).exists():
+        pytest.skip(f"not available: {benchmarks_dir / name}")
     images = None
     if name == "mathvista":
         images = _png_dir(tmp_path / "img", [f"{k}.jpg" for k in range(1, 9)])
     elif name == "mmmu_pro":
         rows = [json.loads(line) for line in
-                (SHARED / "mmmu_pro" / "gpt-4o_standard(10 options)_cot.jsonl").read_text().splitlines()[:8]]
+                (benchmarks_dir / "mmmu_pro" / "gpt-4o_standard(10 options)_cot.jsonl").read_text().splitlines()[:8]]
         images = _png_dir(tmp_path / "img", [f"{r['id']}_{k}.png" for r in rows for k in range(1, 8)])
     bench = load_benchmark(benchmark, images=images, limit=8)
     out = tmp_path / "run"
@@ -265,3 +259,12 @@ def test_official_output_files_rescore_to_the_run_scores(benchmark, tmp_path):
     again = rescore(name, outputs)
     assert (again.correct, again.n) == (metrics["correct"], metrics["n_scored"])
     assert metrics["correct"] >= 3  # the gold answers given to even items are recognised
+
+
+def test_one_table_writer_for_runs_and_stages():
+    metrics = {"final_accuracy": 0.5, "first_accuracy": 0.25, "wrong_to_right": 0.25, "mean_response_tokens": 12.0}
+    table = reflection_table({"base": metrics, "stage2": {}}, "stage").splitlines()
+    assert table[0].startswith("| stage | final acc % | first acc % | w->r % |") and table[1].startswith("|---|---|")
+    assert table[2].startswith("| base | 50.0 | 25.0 | 25.0 | 0.0 |") and table[2].endswith("| 12.0 | 0.0 |")
+    assert table[3].startswith("| stage2 | 0.0 |") and len(table) == 4
+    assert markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"

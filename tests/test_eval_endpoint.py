@@ -21,11 +21,7 @@ from srpo.cli import app
 from srpo.data import Problem, save_problems
 from srpo.eval.benchmarks import load_benchmark
 from srpo.eval.judge import OpenAIJudge
-from srpo.eval.scoring.common import shared_dir
 from srpo.prompts import system_prompt
-
-SHARED = shared_dir()
-
 
 runner = CliRunner()
 
@@ -118,10 +114,10 @@ def _five(first: str, final: str) -> str:
             f"the count again.</reflection> <think>Recounting.</think> <answer>$\\boxed{{{final}}}$</answer>")
 
 
-@pytest.fixture(scope="module")
-def items():
-    if not (SHARED / "mathvision" / "images").exists():
-        pytest.skip(f"MathVision testmini images not available under {SHARED}")
+@pytest.fixture
+def items(benchmarks_dir):
+    if not (benchmarks_dir / "mathvision" / "images").exists():
+        pytest.skip(f"MathVision testmini images not available under {benchmarks_dir}")
     return load_benchmark("mathvision", split="testmini", limit=8).items
 
 
@@ -298,8 +294,8 @@ def test_openai_judge_caches_and_names_the_endpoint(monkeypatch, caplog):
         assert j.describe() == {"base_url": server.url, "model": "judge-y", "calls": 1}
 
 
-def test_eval_score_with_judge_on_mathverse_template(tmp_path, monkeypatch):
-    template = SHARED / "mathverse" / "output_templates" / "output_testmini.json"
+def test_eval_score_with_judge_on_mathverse_template(tmp_path, monkeypatch, shared_benchmarks):
+    template = shared_benchmarks / "mathverse" / "output_templates" / "output_testmini.json"
     if not template.exists():
         pytest.skip(f"not available: {template}")
     monkeypatch.setenv("SRPO_JUDGE_KEY", "k")

@@ -1,38 +1,27 @@
 """Official-protocol benchmark scorers: reproduction of published scores, normalisation edge cases, srpo_compat.
 
-The published output / score files live outside the repository, in ../shared/benchmarks next to the repository
-root (or $SRPO_SHARED_DIR); reproduction tests skip when that folder is absent.
+The published output / score files live outside the repository (the `shared_benchmarks` fixture: ../shared/benchmarks
+beside the repository root, or $SRPO_DATA_DIR); reproduction tests skip when that folder is absent.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from srpo.eval.benchmarks import build_item
-from srpo.eval.scoring import MODES, ScoreResult, get_scorer, rescore, score_item
-from srpo.eval.scoring import mathverse, mathvision, mathvista, mmmu_pro
-from srpo.eval.scoring.common import OutputFileError
-
-
-def _shared() -> Path:
-    env = os.environ.get("SRPO_SHARED_DIR")
-    if env:
-        p = Path(env)
-        return p / "benchmarks" if (p / "benchmarks").is_dir() else p
-    return Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
-
-
-SHARED = _shared()
+from srpo.answers import last_boxed
+from srpo.eval.benchmarks import MODES, ScoreResult, benchmark_module, rescore, score_item
+from srpo.eval.benchmarks import mathverse, mathvision, mathvista, mmmu_pro
+from srpo.eval.benchmarks.common import compat_extract
+from srpo.eval.benchmarks.rows import OutputFileError
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"published benchmark file not available: {path} (set SRPO_SHARED_DIR to the shared "
+        pytest.skip(f"published benchmark file not available: {path} (set SRPO_DATA_DIR to the shared "
                     "benchmarks folder)")
     return path
 
@@ -66,8 +55,8 @@ MATHVISTA_CURRENT_ON_LEGACY = {"idefics/output_idefics_9b_instruct.json": 200,
 
 
 @pytest.mark.parametrize("name", sorted(MATHVISTA_FILES))
-def test_mathvista_reproduces_official_score_file(name):
-    path = _need(SHARED / "mathvista" / "results" / name)
+def test_mathvista_reproduces_official_score_file(name, shared_benchmarks):
+    path = _need(shared_benchmarks / "mathvista" / "results" / name)
     expected, legacy = MATHVISTA_FILES[name]
     official = json.loads(path.with_name(path.name.replace("output_", "scores_")).read_text())
     res = rescore("mathvista", path, legacy_int=legacy)
@@ -93,13 +82,13 @@ def test_mathvista_reproduces_official_score_file(name):
 
 
 @pytest.mark.parametrize("name", sorted(MATHVISTA_CURRENT_ON_LEGACY))
-def test_mathvista_current_normaliser_on_legacy_files(name):
-    path = _need(SHARED / "mathvista" / "results" / name)
+def test_mathvista_current_normaliser_on_legacy_files(name, shared_benchmarks):
+    path = _need(shared_benchmarks / "mathvista" / "results" / name)
     assert rescore("mathvista", path).correct == MATHVISTA_CURRENT_ON_LEGACY[name]
 
 
-def test_mathvista_rescoring_speed():
-    path = _need(SHARED / "mathvista" / "results" / "gpt4" / "output_gpt4.json")
+def test_mathvista_rescoring_speed(shared_benchmarks):
+    path = _need(shared_benchmarks / "mathvista" / "results" / "gpt4" / "output_gpt4.json")
     t = time.perf_counter()
     res = rescore("mathvista", path)
     assert res.n == 1000
@@ -181,8 +170,8 @@ def test_mathvista_official_extraction_rules_and_judge_hook():
     assert item["method"] == "heuristic" and item["correct"]
 
 
-def test_mathvista_missing_extraction_counts_as_empty():
-    path = _need(SHARED / "mathvista" / "results" / "chatgpt" / "output_chatgpt.json")
+def test_mathvista_missing_extraction_counts_as_empty(shared_benchmarks):
+    path = _need(shared_benchmarks / "mathvista" / "results" / "chatgpt" / "output_chatgpt.json")
     res = rescore("mathvista", path)
     missing = [it for it in res.items if it["id"] in ("2", "4")]
     assert [it["extraction"] for it in missing] == ["", ""]
@@ -234,8 +223,8 @@ MMMU_PRO_FILES = {
 
 
 @pytest.mark.parametrize("name", sorted(MMMU_PRO_FILES))
-def test_mmmu_pro_parser_agrees_with_official(name):
-    path = _need(SHARED / "mmmu_pro" / name)
+def test_mmmu_pro_parser_agrees_with_official(name, shared_benchmarks):
+    path = _need(shared_benchmarks / "mmmu_pro" / name)
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     correct, unparsed, if_right = MMMU_PRO_FILES[name]
     res = rescore("mmmu_pro", path)
@@ -248,8 +237,8 @@ def test_mmmu_pro_parser_agrees_with_official(name):
     assert not any(it["correct"] for it in res.items if it["unparsed"])  # unparsed is wrong, never random
 
 
-def test_mmmu_pro_standard10_cot_exact():
-    path = _need(SHARED / "mmmu_pro" / "gpt-4o_standard(10 options)_cot.jsonl")
+def test_mmmu_pro_standard10_cot_exact(shared_benchmarks):
+    path = _need(shared_benchmarks / "mmmu_pro" / "gpt-4o_standard(10 options)_cot.jsonl")
     res = rescore("mmmu_pro", path)
     assert (res.correct, res.n, res.accuracy) == (952, 1730, 55.03)
     off = res.to_official_json()
@@ -315,7 +304,7 @@ def test_mmmu_pro_first_release_rows_are_scored_against_the_shuffled_options(tmp
     score_item("mmmu_pro", rows[0], "no idea", "srpo_compat", judge=lambda prompt: asked.append(prompt) or "C")
     assert "(A) date loaf\n(B) cherry tart" in asked[0]  # the judge, too, reads the options that were shown
 
-    item = build_item("mmmu_pro", "standard10", rows[0], [])
+    item = mmmu_pro.build_item("standard10", rows[0], [])
     # the `srpo eval` prompt lists the options in the order that is scored
     assert "A. date loaf\nB. cherry tart\nC. banana split\nD. apple pie" in item.prompt and item.gold == "C"
 
@@ -366,13 +355,13 @@ MATHVISION_STALE_EXTRACTIONS = {("closed-source/GPT/GPT4-CoT (Text Only).jsonl",
 
 
 @pytest.fixture(scope="module")
-def mathvision_data():
-    return mathvision.load_data(_need(SHARED / "mathvision" / "data" / "test.jsonl"))
+def mathvision_data(shared_benchmarks):
+    return mathvision.load_data(_need(shared_benchmarks / "mathvision" / "data" / "test.jsonl"))
 
 
 @pytest.mark.parametrize("name", sorted(MATHVISION_RUNS))
-def test_mathvision_reproduces_official_result_file(name, mathvision_data):
-    path = _need(SHARED / "mathvision" / "outputs" / name)
+def test_mathvision_reproduces_official_result_file(name, mathvision_data, shared_benchmarks):
+    path = _need(shared_benchmarks / "mathvision" / "outputs" / name)
     official = json.loads(path.with_name(path.stem + "_result.json").read_text())
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     res = rescore("mathvision", path, data=mathvision_data)
@@ -455,8 +444,8 @@ def test_mathvision_compat_mode():
 # MathVerse: no published outputs; the rule-based parts and the LLM hooks.
 # ----------------------------------------------------------------------------------------------------------------
 
-def test_mathverse_template_quick_match():
-    path = _need(SHARED / "mathverse" / "output_templates" / "output_testmini.json")
+def test_mathverse_template_quick_match(shared_benchmarks):
+    path = _need(shared_benchmarks / "mathverse" / "output_templates" / "output_testmini.json")
     res = rescore("mathverse", path)
     assert res.mode == "official" and res.n == 5 and res.correct == 4
     assert all(it["method"] == "heuristic" for it in res.items)
@@ -465,16 +454,16 @@ def test_mathverse_template_quick_match():
     assert off["problem_version"]["Vision Only"]["correct"] == 0
 
 
-def test_mathverse_headline_excludes_text_only():
-    path = _need(SHARED / "mathverse" / "output_templates" / "output_testmini.json")
+def test_mathverse_headline_excludes_text_only(shared_benchmarks):
+    path = _need(shared_benchmarks / "mathverse" / "output_templates" / "output_testmini.json")
     rows = json.loads(path.read_text())
     text_only = dict(rows[0], problem_version="Text Only", sample_index="x", model_answer="0")
     res = mathverse.rescore(None, records=rows + [text_only])
     assert res.n == 5 and res.breakdown["problem_version"]["Text Only"]["n"] == 1
 
 
-def test_mathverse_text_only_file_and_compat():
-    path = _need(SHARED / "mathverse" / "data" / "testmini_text_only.json")
+def test_mathverse_text_only_file_and_compat(shared_benchmarks):
+    path = _need(shared_benchmarks / "mathverse" / "data" / "testmini_text_only.json")
     rows = json.loads(path.read_text())
     recs = [dict(r, model_answer=f"<think>...</think><answer>{r['answer']}</answer>") for r in rows]
     res = mathverse.rescore(None, records=recs, mode="srpo_compat")
@@ -518,12 +507,22 @@ def test_mathverse_multiple_choice():
 
 def test_registry_and_modes():
     assert MODES == ("official", "srpo_compat")
-    assert get_scorer("MMMU-Pro") is mmmu_pro and get_scorer("mathvision") is mathvision
+    assert benchmark_module("MMMU-Pro") is mmmu_pro and benchmark_module("mathvision") is mathvision
+    assert benchmark_module("Math-V") is mathvision  # one alias table for loading and scoring
     with pytest.raises(KeyError):
-        get_scorer("nope")
+        benchmark_module("nope")
     with pytest.raises(ValueError):
         mathvista.score_item(_ff("1", "integer"), "1", "paper")
     res = mathvista.rescore(None, records=[dict(_ff("1", "integer"), pid="1", extraction="1")])
     assert isinstance(res, ScoreResult) and res.summary()["accuracy"] == 100.0
     assert res.items[0].keys() >= {"id", "extraction", "prediction", "correct"}
     assert res.breakdown["answer_type"]["integer"] == {"n": 1, "correct": 1, "accuracy": 100.0}
+
+
+def test_one_boxed_reader_with_the_compat_rule_for_open_boxes():
+    """srpo.answers.last_boxed serves rewards and scorers; an unclosed box (a reply cut short) is the rest of the text
+    for the rewards, and no box for the SRPO authors' extraction."""
+    assert last_boxed("a \\boxed{1} b \\fbox{\\frac{2}{3}} c") == "\\frac{2}{3}"
+    assert last_boxed("so \\boxed{12") == "12" and last_boxed("so \\boxed{12", unclosed=False) is None
+    assert compat_extract("so \\boxed{12") is None and compat_extract("so \\boxed{12}") == "12"
+    assert compat_extract("<answer>\\boxed{7</answer>") == "\\boxed{7"

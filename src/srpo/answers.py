@@ -1,4 +1,5 @@
-"""Answer extraction and verification (SPEC §4 "Answer verification").
+# Over 400 lines: one notion of a correct answer (options, numbers, unicode, math-verify) for rewards and evaluation.
+"""Answer extraction and verification (docs/method.md#verification).
 
 * :func:`extract_answer` turns the content of an ``<answer>`` block into the bare answer (last ``\\boxed{}``,
   else the text without ``$..$`` / ``\\(..\\)`` delimiters).
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from srpo.verify import CheckError, CheckTimeout, clear_parse_cache, verify_equal
 
 __all__ = [
+    "as_choices",
+    "as_text",
     "extract_answer",
     "extract_choice_letter",
     "is_correct",
@@ -47,7 +50,8 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _WS_RE = re.compile(r"\s+")
 
 
-def _as_str(x: object) -> str:
+def as_text(x: object) -> str:
+    """A gold answer or option as text: numbers as written, anything else (None, bools, objects) as ""."""
     if isinstance(x, str):
         return x
     if isinstance(x, bool) or x is None:
@@ -64,9 +68,9 @@ def _as_str(x: object) -> str:
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def _last_boxed(s: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (balanced braces), linear time. An unbalanced last box yields the rest
-    of the string (a truncated answer); no box -> None."""
+def last_boxed(s: str, *, unclosed: bool = True) -> str | None:
+    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (balanced braces), linear time. An unbalanced last box
+    yields the rest of the string (a truncated answer), or None with ``unclosed=False``; no box -> None."""
     start = None
     for m in _BOXED_RE.finditer(s):
         start = m.end()
@@ -87,7 +91,7 @@ def _last_boxed(s: str) -> str | None:
             if depth == 0:
                 return s[start:i]
         i += 1
-    return s[start:]
+    return s[start:] if unclosed else None
 
 
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
@@ -113,10 +117,10 @@ def extract_answer(text: str) -> str:
     when present, else the text without ``$...$`` / ``$$...$$`` / ``\\(...\\)`` / ``\\[...\\]`` delimiters and
     surrounding whitespace. Never raises; non-str -> ``""``."""
     try:
-        s = _as_str(text)
+        s = as_text(text)
         if not s:
             return ""
-        boxed = _last_boxed(s) if "box" in s else None
+        boxed = last_boxed(s) if "box" in s else None
         if boxed is not None:
             return _strip_delims(boxed)
         return _strip_delims(s)
@@ -163,13 +167,13 @@ def extract_choice_letter(text: str, n_choices: int | None = None) -> str | None
     ``n_choices`` is given only the first ``n_choices`` letters are valid. Never raises.
     """
     try:
-        s = _as_str(text)
+        s = as_text(text)
         if not s.strip():
             return None
         valid = _LETTERS
         if isinstance(n_choices, int) and not isinstance(n_choices, bool) and 0 < n_choices <= 26:
             valid = _LETTERS[:n_choices]
-        boxed = _last_boxed(s) if "box" in s else None
+        boxed = last_boxed(s) if "box" in s else None
         if boxed is not None:
             r = _letter_in(boxed, valid, allow_sentence=False)
             if r is not None:
@@ -234,7 +238,7 @@ def normalize_answer(s: str) -> str:
     """Canonical string form for exact comparison: no delimiters, ``\\left``/``\\right`` and LaTeX spacing
     removed, ``\\dfrac``/``\\tfrac`` -> ``\\frac``, whitespace and a trailing period removed, a whole-answer
     ``\\text{..}`` unwrapped; plain words are case-folded."""
-    s = _strip_delims(_as_str(s))
+    s = _strip_delims(as_text(s))
     m = _UNWRAP_RE.fullmatch(s)
     if m:
         s = m.group(1).strip()
@@ -475,7 +479,7 @@ def _gold_letter(gold: str, choices: tuple[str, ...] | None) -> str | None:
     """The option letter when the reference is a letter (A-Z; a lower-case letter only with ``choices``), or
     when ``choices`` are given and the reference equals exactly one option's text."""
     g = _strip_delims(gold)
-    b = _last_boxed(g) if "box" in g else None
+    b = last_boxed(g) if "box" in g else None
     if b is not None:
         g = _strip_delims(b)
     g = _clean_for_letter(g).strip().strip("().[]").strip()
@@ -496,7 +500,7 @@ def _is_correct_impl(pred: str, gold: str, choices: tuple[str, ...] | None, time
         return False
     letter = _gold_letter(gold, choices)
     if letter is not None:
-        # SPEC §4 multiple choice: compare option letters; an answer equal to the gold option's text also counts.
+        # docs/method.md#rewards multiple choice: compare option letters; an answer equal to the gold option's text also counts.
         if extract_choice_letter(pred, len(choices) if choices else None) == letter:
             return True
         if choices and ord(letter) - 65 < len(choices):
@@ -526,11 +530,12 @@ def _is_correct_cached(pred: str, gold: str, choices: tuple[str, ...] | None, ti
     return _is_correct_impl(pred, gold, choices, timeout)
 
 
-def _choices_key(choices: object) -> tuple[str, ...] | None:
+def as_choices(choices: object) -> tuple[str, ...] | None:
+    """Options as a tuple of texts (hashable, for caches); None when there are none."""
     if choices is None or isinstance(choices, (str, bytes)):
         return None
     try:
-        out = tuple(_as_str(c) for c in choices)  # type: ignore[union-attr]
+        out = tuple(as_text(c) for c in choices)  # type: ignore[union-attr]
     except TypeError:
         return None
     return out or None
@@ -590,7 +595,7 @@ def is_correct(
     unicode_math: bool = True,
 ) -> bool:
     """Whether ``prediction`` (the raw content of an ``<answer>`` block, may hold ``$\\boxed{..}$``) matches the
-    reference answer ``gold`` (SPEC §4 "Answer verification").
+    reference answer ``gold`` (docs/method.md#rewards "Answer verification").
 
     * With ``unicode_math`` (every use but the ``reference`` reward preset, which reproduces the released code),
       prediction, gold and choices first go through :func:`unicode_to_latex`, so ``½`` equals ``1/2``.
@@ -607,9 +612,9 @@ def is_correct(
     counted in :func:`checker_problems` and logged as a warning, and is not cached. Completed results are cached
     per (prediction, gold, choices, timeout).
     """
-    p, g = _as_str(prediction), _as_str(gold)
+    p, g = as_text(prediction), as_text(gold)
     try:
-        ch = _choices_key(choices)
+        ch = as_choices(choices)
         if unicode_math:
             p, g = unicode_to_latex(p), unicode_to_latex(g)
             ch = tuple(unicode_to_latex(c) for c in ch) if ch else None

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -28,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 class OutputPathError(InvalidValue):
     """An output path that cannot be written: an existing file where a folder is needed, or no write permission."""
+
+
+def safe_stem(text: str, fallback: str) -> str:
+    """`text` as a file name stem: runs of other characters than letters, digits, . _ - become one _; `fallback`
+    when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or fallback
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -51,9 +58,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def save_figure(fig, path: str | Path, **savefig_kwargs: Any) -> Path:
-    """A matplotlib figure as a PNG, written atomically."""
+    """A matplotlib figure laid out tightly, written atomically as a PNG, then closed (its memory freed)."""
+    from matplotlib import pyplot  # only where a figure is drawn: every module imports this one
+
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", **savefig_kwargs)
+    pyplot.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -1,5 +1,2 @@
-"""Evaluation: reflection metrics (metrics), local evaluation (local) and benchmark scorers (scoring)."""
-
-from srpo.eval.scoring import ScoreResult, rescore
-
-__all__ = ["ScoreResult", "rescore"]
+"""Evaluation: the benchmarks (benchmarks/, one module each: loader, prompt, output format and official scorer), the
+`srpo eval` run (driver), the scored items and reflection metrics (metrics), and the reports (report)."""

@@ -9,7 +9,7 @@ reflection metrics, and write the run folder:
     metrics.json         score + reflection metrics (first/final accuracy, transitions, reflection rate, lengths)
     report.md, plots/    tables and one bar chart per breakdown category
 
-The final answer is what is scored (SPEC §6). Official mode hands the scorer the whole response (each protocol
+The final answer is what is scored (docs/method.md#evaluation). Official mode hands the scorer the whole response (each protocol
 extracts the last answer). srpo_compat extracts the FIRST <answer> block, so it gets the response from the last
 <answer> block on. First-answer accuracy scores, the same way, the response cut after its first answer block as the
 reward's parser (srpo.format.parse_response) finds it, so evaluation and reward judge the same first answer.
@@ -24,25 +24,28 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 from urllib.parse import urlsplit
 
+from transformers import AutoTokenizer
+
+from srpo.config import option
+from srpo.endpoint import is_url, redact_url
 from srpo.errors import InvalidValue, MissingPath
-from srpo.eval import problems as problem_scorer
-from srpo.eval.backends import generate, pick_backend, token_counter
-from srpo.eval.benchmarks import Benchmark, load_benchmark
-from srpo.eval.endpoint import is_url, redact_url
+from srpo.eval.backends import generate, pick_backend
+from srpo.eval.benchmarks import MODES, Benchmark, ScoreResult, benchmark_module, load_benchmark
 from srpo.eval.judge import JudgeConfig
-from srpo.eval.metrics import ScoredResponse, reflection_metrics
-from srpo.eval.scoring import get_scorer
-from srpo.eval.scoring.common import MODES, ScoreResult, make_result
+from srpo.eval.metrics import ScoredItem, reflection_metrics, scored_item
+from srpo.eval.report import write_report
 from srpo.files import atomic_write_json, atomic_write_text, check_output_dir
-from srpo.format import is_five_block, parse_response
-from srpo.models import is_local_path
+from srpo.format import parse_response
+from srpo.models import is_local_path, token_counter
 from srpo.prompts import SYSTEM_PROMPTS, system_prompt
-from srpo.reflect.store import JsonlStore
+from srpo.rewards import default_token_count
+from srpo.store import JsonlStore
 
 logger = logging.getLogger(__name__)
 GENERATION_KEYS = ("model", "backend", "served_model", "benchmark", "split", "prompt", "max_new_tokens")
@@ -50,27 +53,61 @@ GENERATION_KEYS = ("model", "backend", "served_model", "benchmark", "split", "pr
 
 @dataclass
 class EvalConfig:
-    model: str  # checkpoint path / hub id, or an OpenAI-compatible base URL
-    benchmark: str  # mathvista | mathverse | mathvision | mmmu_pro (optionally NAME:SPLIT), or a problem file
-    out: str
-    split: str | None = None
-    data: str | None = None  # official folder / file, "hf", datasets folder, Parquet
-    images: str | None = None
-    limit: int | None = None
-    prompt: str = "reflection"  # reflection | plain
-    max_new_tokens: int = 4096  # the paper's
-    batch_size: int = 8
-    backend: str = "auto"
-    served_model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    request_retries: int = 3  # per endpoint request: 429, 5xx, timeouts, dropped connections (with backoff)
-    tokenizer: str | None = None  # for lengths with an endpoint; default: the model path
-    mode: str = "official"  # official | srpo_compat
-    legacy_int: bool = False  # MathVista's older integer normaliser
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    overwrite: bool = False
-    progress: bool = True
+    """`srpo eval`'s settings: every field is a flag (`--model M --benchmark B --out DIR`) or a key of `--config FILE`."""
+
+    model: str = option("", "Checkpoint folder / hub id, or an OpenAI-compatible base URL (http://host:port/v1).")
+    benchmark: str = option("", "mathvista | mathverse | mathvision | mmmu_pro (NAME:SPLIT allowed), or a "
+                            "JSONL/Parquet/datasets path in the problem schema.")
+    out: str = option("", "Run folder (a rerun resumes from its saved responses).")
+    split: str | None = option(None, "mathvista: testmini; mathverse: testmini | testmini_text_only | "
+                               "visualizer_sample; mathvision: test | testmini; mmmu_pro: standard10 | standard4 | "
+                               "vision.")
+    data: str | None = option(None, "Official folder or file (default: $SRPO_DATA_DIR/<benchmark>), 'hf' for "
+                              "datasets.load_dataset, a datasets save_to_disk folder, or a Parquet file.")
+    images: str | None = option(None, "Image folder, when not where the official layout puts it.")
+    limit: int | None = option(None, "Evaluate only the first N items.")
+    prompt: str = option("reflection", f"System prompt by name: one of {sorted(SYSTEM_PROMPTS)}.")
+    max_new_tokens: int = option(4096, "Greedy decoding budget (paper: 4096).")
+    batch_size: int = option(8, "Local generation batch size.")
+    backend: str = option("auto", "auto | local | openai | vllm (auto: a URL -> openai; vLLM if installed with a "
+                          "GPU; else local).")
+    served_model: str | None = option(None, "Model name at the endpoint (default: the first listed).")
+    api_key_env: str = option("OPENAI_API_KEY", "Environment variable with the endpoint's key.")
+    concurrency: int = option(8, "Parallel requests to the endpoint.")
+    request_retries: int = option(3, "Retries per endpoint request: 429, 5xx, timeouts, dropped connections.")
+    tokenizer: str | None = option(None, "Tokenizer for response lengths with an endpoint (default: words).")
+    mode: str = option("official", "Scoring: official | srpo_compat.")
+    legacy_int: bool = option(False, "MathVista: the older integer normaliser.")
+    judge_url: str | None = option(None, "OpenAI-compatible base URL of the LLM extractor/judge for the GPT steps of "
+                                   "the official protocols (off by default: rules only).")
+    judge_model: str = option("gpt-4o-2024-11-20", "Model name of the judge.")
+    judge_key_env: str = option("OPENAI_API_KEY", "Environment variable holding the judge's key.")
+    overwrite: bool = option(False, "Discard saved responses in --out.")
+    progress: bool = option(True, "Progress bar.")
+
+    def __post_init__(self):
+        lacking = [f"--{key}" for key in ("model", "benchmark", "out") if not getattr(self, key)]
+        if lacking:
+            raise InvalidValue(f"--model, --benchmark and --out are all required; add {' and '.join(lacking)}")
+        if self.prompt not in SYSTEM_PROMPTS:
+            raise InvalidValue(f"--prompt {self.prompt!r} is not a system prompt; use one of {sorted(SYSTEM_PROMPTS)}")
+        if self.mode not in MODES:
+            raise InvalidValue(f"--mode {self.mode!r} is not a scoring mode; use one of {list(MODES)}")
+        for name, value in (("--max_new_tokens", self.max_new_tokens), ("--batch_size", self.batch_size),
+                            ("--concurrency", self.concurrency)):
+            if value <= 0:
+                raise InvalidValue(f"{name} must be a positive number, got {value}")
+        if self.limit is not None and self.limit < 0:
+            raise InvalidValue(f"--limit must be 0 or more (the first N items), got {self.limit}")
+        if self.request_retries < 0:
+            raise InvalidValue(f"--request_retries must be 0 or more, got {self.request_retries}")
+        if self.judge_url and not is_url(self.judge_url):
+            raise InvalidValue(f"--judge_url {self.judge_url!r} is not an http(s) URL; pass the judge's "
+                               "OpenAI-compatible base URL (https://host/v1)")
+
+    @property
+    def judge(self) -> JudgeConfig:
+        return JudgeConfig(base_url=self.judge_url, model=self.judge_model, api_key_env=self.judge_key_env)
 
 
 # --- checks before anything is created, loaded or requested -----------------------------------------------
@@ -96,22 +133,8 @@ def check_model(model: str) -> None:
 
 
 def check_config(cfg: EvalConfig) -> str:
-    """Every setting that can be checked without loading a model or sending a request; returns the backend."""
-    if cfg.prompt not in SYSTEM_PROMPTS:
-        raise InvalidValue(f"--prompt {cfg.prompt!r} is not a system prompt; use one of {sorted(SYSTEM_PROMPTS)}")
-    if cfg.mode not in MODES:
-        raise InvalidValue(f"--mode {cfg.mode!r} is not a scoring mode; use one of {list(MODES)}")
-    for name, value in (("--max-new-tokens", cfg.max_new_tokens), ("--batch-size", cfg.batch_size),
-                        ("--concurrency", cfg.concurrency)):
-        if value <= 0:
-            raise InvalidValue(f"{name} must be a positive number, got {value}")
-    if cfg.limit is not None and cfg.limit < 0:
-        raise InvalidValue(f"--limit must be 0 or more (the first N items), got {cfg.limit}")
-    if cfg.request_retries < 0:
-        raise InvalidValue(f"request_retries must be 0 or more, got {cfg.request_retries}")
-    if cfg.judge.base_url and not is_url(cfg.judge.base_url):
-        raise InvalidValue(f"--judge-url {cfg.judge.base_url!r} is not an http(s) URL; pass the judge's "
-                           "OpenAI-compatible base URL (https://host/v1)")
+    """What the config's own checks cannot see: the model path, the backend, the output folder; returns the backend.
+    Nothing is created, loaded or requested first."""
     check_model(cfg.model)
     backend = pick_backend(cfg.model, cfg.backend)
     if backend in ("local", "vllm") and is_url(cfg.model):
@@ -141,63 +164,20 @@ def first_view(response: str) -> str | None:
     return next(response[:end] for end in ends if parse_response(response[:end]).answers)
 
 
-def score_text(bench: Benchmark, record: dict, text: str, mode: str, judge, legacy_int: bool) -> dict:
-    if bench.scorer is None:
-        return problem_scorer.score_item(record, text)
-    opts: dict[str, Any] = {"judge": judge}
-    if bench.scorer == "mathvista":
-        opts["legacy_int"] = legacy_int
-    return get_scorer(bench.scorer).score_item(record, text, mode, **opts)
+def score_text(bench: ModuleType, record: dict, text: str, mode: str, judge, legacy_int: bool) -> dict:
+    options = {"legacy_int": legacy_int} if bench.NAME == "mathvista" else {}
+    return bench.score_item(record, text, mode, judge=judge, **options)
 
 
-def build_result(bench: Benchmark, mode: str, items: list[dict], records: list[dict], options: dict) -> ScoreResult:
-    if bench.scorer is None:
-        return problem_scorer.make_problem_result(items, records)
-    mod = get_scorer(bench.scorer)
-    counted = None
-    if bench.scorer == "mathverse":  # headline "All" = the five main versions, as the scorer's rescore does
-        if any(mod.version(r) in mod.MAIN_VERSIONS for r in records):
-            counted = lambda r: mod.version(r) != mod.TEXT_ONLY  # noqa: E731
-    return make_result(mod.BENCHMARK, mode, items, records, mod.BREAKDOWN, counted=counted, options=options)
-
-
-def official_scores(result: ScoreResult, scoring: dict) -> dict:
-    shaped = (problem_scorer.to_official_json(result) if result.benchmark == "problems"
-              else result.to_official_json())
-    return {**shaped, "scoring": scoring}
-
-
-# --- official output formats ------------------------------------------------------------------------------------
-
-def _clean(rec: dict) -> dict:
-    return {k: v for k, v in rec.items() if k != "_key"}
-
-
-def write_official_outputs(bench: Benchmark, rows: list[dict], out_dir: Path, model: str) -> Path:
-    """rows: per item {item, response, extraction, prediction, correct}."""
-    name = bench.scorer or "problems"
-    if name == "mathvista":
-        data = {r["item"].id: {**_clean(r["item"].record), "query": r["item"].prompt, "response": r["response"],
-                               "extraction": r["extraction"], "prediction": r["prediction"],
-                               "true_false": r["correct"]} for r in rows}
-        return atomic_write_json(out_dir / "outputs_mathvista.json", data, indent=1)
-    if name == "mathverse":
-        data = [{**_clean(r["item"].record), "model_answer": r["response"], "extraction": r["extraction"],
-                 "true_false": r["correct"]} for r in rows]
-        return atomic_write_json(out_dir / "outputs_mathverse.json", data, indent=1)
-    lines = []
-    for r in rows:
-        rec = _clean(r["item"].record)
-        if name == "mathvision":
-            line = {"id": rec["id"], "model": model, "response": r["response"], "model_answer": r["extraction"],
-                    "correct": r["correct"]}
-        elif name == "mmmu_pro":
-            line = {**rec, "response": r["response"], "pred_indexs": r["prediction"], "if_right": r["correct"]}
-        else:
-            line = {**rec, "response": r["response"], "extraction": r["extraction"],
-                    "prediction": r["prediction"], "correct": r["correct"]}
-        lines.append(json.dumps(line, ensure_ascii=False) + "\n")
-    return atomic_write_text(out_dir / f"outputs_{name}.jsonl", "".join(lines))
+def length_counter(tokenizer_path: str | None) -> tuple[Callable[[str], int], str]:
+    """(count(text), unit): the tokenizer's tokens when a tokenizer path is known, else words and punctuation
+    (the rewards' tokenizer-free count)."""
+    if tokenizer_path and not is_url(tokenizer_path):
+        try:
+            return token_counter(AutoTokenizer.from_pretrained(tokenizer_path)), "tokens"
+        except (OSError, ValueError):
+            pass
+    return default_token_count, "words"
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -229,30 +209,23 @@ def _load_responses(out: Path, gen: dict, overwrite: bool) -> dict[str, dict]:
     return done
 
 
-def score_run(bench: Benchmark, responses: dict[str, dict], cfg: EvalConfig, judge, count) -> tuple:
-    """(score result, scored rows, ScoredResponses) of the run's responses."""
-    rows, scored, items, records = [], [], [], []
+def score_run(bench: Benchmark, responses: dict[str, dict], cfg: EvalConfig, judge, count
+              ) -> tuple[ScoreResult, list[ScoredItem]]:
+    """(score result, one ScoredItem per benchmark item) of the run's responses."""
+    module = benchmark_module(bench.name)
+    scored, verdicts, records = [], [], []
     for item in bench.items:
         response = responses[item.id]["response"] or ""
-        parsed = parse_response(response)
-        final = score_text(bench, item.record, final_view(response, cfg.mode), cfg.mode, judge, cfg.legacy_int)
+        final = score_text(module, item.record, final_view(response, cfg.mode), cfg.mode, judge, cfg.legacy_int)
         fv = first_view(response)
-        first_ok = (score_text(bench, item.record, final_view(fv, cfg.mode), cfg.mode, judge,
-                               cfg.legacy_int)["correct"] if fv is not None else bool(final["correct"]))
-        sr = ScoredResponse(
-            response=response, first_answer=parsed.first_answer, final_answer=parsed.final_answer,
-            first_correct=bool(first_ok), final_correct=bool(final["correct"]),
-            reflected=parsed.reflection is not None and len(parsed.answers) >= 2, five_block=is_five_block(response),
-            response_tokens=count(response),
-            reflection_tokens=count(parsed.reflection) if parsed.reflection else 0)
-        scored.append(sr)
-        items.append(final)
+        first_ok = (score_text(module, item.record, final_view(fv, cfg.mode), cfg.mode, judge,
+                               cfg.legacy_int)["correct"] if fv is not None else final["correct"])
+        scored.append(scored_item(item.id, item.gold, response, final, first_ok, count))
+        verdicts.append(final)
         records.append(item.record)
-        rows.append({"item": item, "response": response, **{k: final.get(k) for k in
-                                                             ("extraction", "prediction", "correct")}})
-    options = {"legacy_int": cfg.legacy_int} if bench.scorer == "mathvista" else {}
+    options = {"legacy_int": cfg.legacy_int} if bench.name == "mathvista" else {}
     options["judge"] = judge is not None
-    return build_result(bench, cfg.mode, items, records, options), rows, scored
+    return module.score_result(cfg.mode, verdicts, records, options), scored
 
 
 def run_eval(cfg: EvalConfig) -> dict:
@@ -285,31 +258,23 @@ def run_eval(cfg: EvalConfig) -> dict:
                  progress=cfg.progress)
     t2 = time.time()
     judge = cfg.judge.build()
-    count, unit = token_counter(cfg.tokenizer or (cfg.model if backend != "openai" else None))
-    result, rows, scored = score_run(bench, responses, cfg, judge, count)
+    count, unit = length_counter(cfg.tokenizer or (cfg.model if backend != "openai" else None))
+    result, scored = score_run(bench, responses, cfg, judge, count)
     t3 = time.time()
-    return write_run(out, bench, cfg, run, result, rows, scored, judge, unit,
+    return write_run(out, bench, cfg, run, result, scored, judge, unit,
                      {"load_s": t1 - t0, "generate_s": t2 - t1, "generated": len(todo), "score_s": t3 - t2})
 
 
-def write_run(out: Path, bench: Benchmark, cfg: EvalConfig, run: dict, result: ScoreResult, rows: list[dict],
-              scored: list[ScoredResponse], judge, unit: str, timings: dict) -> dict:
-    from srpo.eval.report import write_report
-
-    scoring = {"mode": result.mode, "benchmark": bench.name, "split": bench.split, "scorer": bench.scorer or
-               "srpo.answers", "n": result.n, "correct": result.correct, "accuracy": result.accuracy,
-               "unparsed": result.unparsed, "options": result.options, "scored_answer": "final",
+def write_run(out: Path, bench: Benchmark, cfg: EvalConfig, run: dict, result: ScoreResult,
+              scored: list[ScoredItem], judge, unit: str, timings: dict) -> dict:
+    module = benchmark_module(bench.name)
+    scoring = {"mode": result.mode, "benchmark": bench.name, "split": bench.split, "scorer": module.SCORER,
+               "n": result.n, "correct": result.correct, "accuracy": result.accuracy, "unparsed": result.unparsed,
+               "options": result.options, "scored_answer": "final",
                "judge": judge.describe() if judge is not None else None}
-    atomic_write_json(out / "scores.json", official_scores(result, scoring))
-    outputs = write_official_outputs(bench, rows, out, cfg.model)
-    items = [json.dumps({
-        "id": row["item"].id, "gold": row["item"].gold, "correct": bool(item["correct"]),
-        "extraction": item.get("extraction"), "prediction": item.get("prediction"),
-        "unparsed": bool(item.get("unparsed")), "method": item.get("method"),
-        **{k: v for k, v in asdict(sr).items() if k != "response"}, "transition": sr.transition,
-        "response": sr.response}, ensure_ascii=False, default=str) + "\n"
-        for row, item, sr in zip(rows, result.items, scored)]
-    atomic_write_text(out / "items.jsonl", "".join(items))
+    atomic_write_json(out / "scores.json", {**result.to_official_json(), "scoring": scoring})
+    outputs = module.write_outputs(list(zip(bench.items, scored)), out, cfg.model)
+    write_items(out / "items.jsonl", scored)
     metrics = {"benchmark": bench.name, "split": bench.split, "mode": result.mode, "score": result.accuracy,
                "correct": result.correct, "n_scored": result.n, **reflection_metrics(scored), "length_unit": unit,
                "timings": timings, "breakdown": result.breakdown}
@@ -318,3 +283,8 @@ def write_run(out: Path, bench: Benchmark, cfg: EvalConfig, run: dict, result: S
     atomic_write_json(out / "run.json", run)
     write_report(out, run, result, metrics)
     return metrics
+
+
+def write_items(path: Path, scored: list[ScoredItem]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(it.to_row(), ensure_ascii=False, default=str) + "\n"
+                                           for it in scored))

@@ -1,27 +1,40 @@
-"""Reflection metrics (SPEC §6): first vs final accuracy, the four transitions, reflection rate, lengths."""
+"""The scored evaluation item and the reflection metrics over a run (docs/method.md#evaluation): first vs final accuracy, the four
+transitions, reflection rate, lengths."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from srpo.answers import is_correct
 from srpo.format import is_five_block, parse_response
-
-TRANSITIONS = ("wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong")
+from srpo.rewards import TRANSITIONS
 
 
 @dataclass(frozen=True)
-class ScoredResponse:
+class ScoredItem:
+    """One evaluated item (a line of items.jsonl): the benchmark scorer's verdict on the final answer, and the
+    reflection view of the response (its first and final answers, and whether reflecting changed the verdict)."""
+
+    id: str
+    gold: str
     response: str
+    extraction: Any  # what the scorer extracted and compared, as the benchmark's scorer reports it
+    prediction: Any
+    unparsed: bool
+    method: str | None  # rule | llm | heuristic | given
     first_answer: str | None
     final_answer: str | None
     first_correct: bool
-    final_correct: bool
+    final_correct: bool  # the scorer's verdict: what the benchmark's score counts
     reflected: bool  # a reflection block and a second answer: the model revised (or confirmed) its answer
     five_block: bool
     response_tokens: int
     reflection_tokens: int
+
+    @property
+    def correct(self) -> bool:
+        return self.final_correct
 
     @property
     def transition(self) -> str | None:
@@ -29,26 +42,30 @@ class ScoredResponse:
             return None
         return f"{'right' if self.first_correct else 'wrong'}_to_{'right' if self.final_correct else 'wrong'}"
 
+    def to_row(self) -> dict:
+        """The items.jsonl line: the verdict first, the response last."""
+        return {"id": self.id, "gold": self.gold, "correct": self.correct, "extraction": self.extraction,
+                "prediction": self.prediction, "unparsed": self.unparsed, "method": self.method,
+                "first_answer": self.first_answer, "final_answer": self.final_answer,
+                "first_correct": self.first_correct, "final_correct": self.final_correct, "reflected": self.reflected,
+                "five_block": self.five_block, "response_tokens": self.response_tokens,
+                "reflection_tokens": self.reflection_tokens, "transition": self.transition, "response": self.response}
 
-def score(response: str, gold: str, choices, token_count: Callable[[str], int]) -> ScoredResponse:
+
+def scored_item(item_id: str, gold: str, response: str, verdict: dict, first_correct: bool,
+                count: Callable[[str], int]) -> ScoredItem:
+    """A ScoredItem from the scorer's `verdict` on the final answer and its verdict on the first answer."""
     parsed = parse_response(response)
-    first_ok = parsed.first_answer is not None and is_correct(parsed.first_answer, gold, choices=choices)
-    final_ok = parsed.final_answer is not None and is_correct(parsed.final_answer, gold, choices=choices)
-    reflected = parsed.reflection is not None and len(parsed.answers) >= 2
-    return ScoredResponse(
-        response=response,
-        first_answer=parsed.first_answer,
-        final_answer=parsed.final_answer,
-        first_correct=first_ok,
-        final_correct=final_ok,
-        reflected=reflected,
-        five_block=is_five_block(response),
-        response_tokens=token_count(response),
-        reflection_tokens=token_count(parsed.reflection) if parsed.reflection else 0,
-    )
+    return ScoredItem(
+        id=item_id, gold=gold, response=response, extraction=verdict.get("extraction"),
+        prediction=verdict.get("prediction"), unparsed=bool(verdict.get("unparsed")), method=verdict.get("method"),
+        first_answer=parsed.first_answer, final_answer=parsed.final_answer, first_correct=bool(first_correct),
+        final_correct=bool(verdict["correct"]), reflected=parsed.reflection is not None and len(parsed.answers) >= 2,
+        five_block=is_five_block(response), response_tokens=count(response),
+        reflection_tokens=count(parsed.reflection) if parsed.reflection else 0)
 
 
-def reflection_metrics(items: Sequence[ScoredResponse]) -> dict[str, float]:
+def reflection_metrics(items: Sequence[ScoredItem]) -> dict[str, float]:
     """Rates are fractions of all items (the four transitions sum to the reflection rate)."""
     n = max(len(items), 1)
     reflected = [i for i in items if i.reflected]

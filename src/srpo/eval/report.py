@@ -4,7 +4,6 @@ several run folders side by side."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from srpo.errors import InvalidValue, MissingPath
-from srpo.files import atomic_write_text, check_output_dir, replace_dir, save_figure
+from srpo.files import atomic_write_text, check_output_dir, replace_dir, safe_stem, save_figure
 
 MAX_BARS = 40  # categories with more values show the 40 largest in the chart (the table has all)
 REQUIRED_METRICS = ("mode", "n_scored", "score", "first_accuracy", "final_accuracy", "reflection_rate",
@@ -25,10 +24,6 @@ REFLECTION_COLUMNS = [
     ("w->w %", "wrong_to_wrong", 100), ("reflect %", "reflection_rate", 100), ("format %", "format_rate", 100),
     ("resp len", "mean_response_tokens", 1), ("refl len", "mean_reflection_tokens", 1),
 ]
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "category"
 
 
 def plot_category(category: str, cells: dict[str, dict], path: Path, title: str = "") -> Path:
@@ -46,18 +41,21 @@ def plot_category(category: str, cells: dict[str, dict], path: Path, title: str 
     ax.set_xlim(0, 110)
     ax.set_xlabel("accuracy (%)")
     ax.set_title(title or category, fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
-def reflection_table(rows: dict[str, dict]) -> str:
-    lines = ["| run | " + " | ".join(c[0] for c in REFLECTION_COLUMNS) + " |",
-             "|---" * (len(REFLECTION_COLUMNS) + 1) + "|"]
-    for name, m in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m.get(k, 0) * s:.1f}" for _, k, s in REFLECTION_COLUMNS) + " |")
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: the header row, the rule, one line per row (cells as given, already formatted)."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def reflection_table(rows: dict[str, dict], first_column: str = "run") -> str:
+    """Reflection metrics (final/first accuracy, transitions, rates, lengths), one row per named run or stage."""
+    return markdown_table([first_column, *(c[0] for c in REFLECTION_COLUMNS)],
+                          [[name, *(f"{m.get(k, 0) * s:.1f}" for _, k, s in REFLECTION_COLUMNS)]
+                           for name, m in rows.items()])
 
 
 def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
@@ -79,10 +77,9 @@ def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
         "",
         "## Score",
         "",
-        "| benchmark | split | mode | n | correct | accuracy % | unparsed |",
-        "|---|---|---|---|---|---|---|",
-        f"| {gen['benchmark']} | {gen['split']} | {sc['mode']} | {result.n} | {result.correct} | {result.accuracy:.2f} "
-        f"| {result.unparsed} |",
+        markdown_table(["benchmark", "split", "mode", "n", "correct", "accuracy %", "unparsed"],
+                       [[gen["benchmark"], gen["split"], sc["mode"], result.n, result.correct, f"{result.accuracy:.2f}",
+                         result.unparsed]]),
         "",
         f"## Reflection metrics (all {metrics['n']} items; lengths in {metrics.get('length_unit', 'tokens')})",
         "",
@@ -95,14 +92,15 @@ def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
     def draw(folder: Path) -> None:
         folder.mkdir(parents=True)
         for category, cells in charts.items():
-            plot_category(category, cells, folder / f"{_safe(category)}.png",
+            plot_category(category, cells, folder / f"{safe_stem(category, 'category')}.png",
                           f"{gen['benchmark']} {gen['split']}: accuracy by {category} ({sc['mode']})")
 
     replace_dir(out / "plots", draw)
     for category, cells in charts.items():
-        lines += ["", f"## By {category}", "", "| value | n | correct | accuracy % |", "|---|---|---|---|"]
-        lines += [f"| {v} | {c['n']} | {c['correct']} | {c['accuracy']:.2f} |" for v, c in sorted(cells.items())]
-        lines += ["", f"![{category}](plots/{_safe(category)}.png)"]
+        lines += ["", f"## By {category}", "",
+                  markdown_table(["value", "n", "correct", "accuracy %"],
+                                 [[v, c["n"], c["correct"], f"{c['accuracy']:.2f}"] for v, c in sorted(cells.items())])]
+        lines += ["", f"![{category}](plots/{safe_stem(category, 'category')}.png)"]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
@@ -146,27 +144,23 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> s
         check_output_dir(out, "--out")
     runs = [load_run(d) for d in run_dirs]
     names = _unique_names(runs)
+    overview = [[name, f"`{g['model']}`", g["benchmark"], g["split"], m["mode"], m["n_scored"], f"{m['score']:.2f}",
+                 f"{100 * m['first_accuracy']:.1f}", f"{100 * m['final_accuracy']:.1f}",
+                 f"{100 * m['reflection_rate']:.1f}"]
+                for name, g, m in ((n, r["run"]["generation"], r["metrics"]) for n, r in zip(names, runs))]
     lines = ["# Evaluation runs compared", "",
-             "| run | model | benchmark | split | mode | n | score % | first acc % | final acc % | reflect % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in zip(names, runs):
-        g, m = r["run"]["generation"], r["metrics"]
-        lines.append(f"| {name} | `{g['model']}` | {g['benchmark']} | {g['split']} | {m['mode']} | {m['n_scored']} | "
-                     f"{m['score']:.2f} | {100 * m['first_accuracy']:.1f} | {100 * m['final_accuracy']:.1f} | "
-                     f"{100 * m['reflection_rate']:.1f} |")
-    lines += ["", "## Reflection metrics", "", reflection_table({n: r["metrics"] for n, r in zip(names, runs)})]
+             markdown_table(["run", "model", "benchmark", "split", "mode", "n", "score %", "first acc %", "final acc %",
+                             "reflect %"], overview),
+             "", "## Reflection metrics", "", reflection_table({n: r["metrics"] for n, r in zip(names, runs)})]
     benchmarks = {r["run"]["generation"]["benchmark"] for r in runs}
     if len(benchmarks) == 1:
         cats = [c for c in runs[0]["metrics"].get("breakdown", {})
                 if all(c in r["metrics"].get("breakdown", {}) for r in runs)]
         for cat in cats:
             values = sorted({v for r in runs for v in r["metrics"]["breakdown"][cat]})
-            lines += ["", f"## By {cat} (accuracy %)", "", "| value | " + " | ".join(names) + " |",
-                      "|---" * (len(names) + 1) + "|"]
-            for v in values:
-                cells = [r["metrics"]["breakdown"][cat].get(v) for r in runs]
-                lines.append(f"| {v} | " + " | ".join(f"{c['accuracy']:.2f} ({c['n']})" if c else "-"
-                                                       for c in cells) + " |")
+            cells = [[v, *(f"{c['accuracy']:.2f} ({c['n']})" if c else "-"
+                           for c in (r["metrics"]["breakdown"][cat].get(v) for r in runs))] for v in values]
+            lines += ["", f"## By {cat} (accuracy %)", "", markdown_table(["value", *names], cells)]
     text = "\n".join(lines) + "\n"
     if out is not None:
         out = Path(out)
@@ -198,7 +192,4 @@ def _plot_compare(names: list[str], runs: list[dict], path: Path) -> Path:
     ax.set_ylabel("%")
     ax.set_title("Runs compared")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

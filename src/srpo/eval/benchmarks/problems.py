@@ -1,5 +1,12 @@
-"""Any file in the srpo `Problem` schema (JSONL / Parquet / datasets folder) as a benchmark, scored with srpo's own
-answer check (`srpo.answers.is_correct` on the last <answer> block, as the rewards do)."""
+"""Any file in the srpo `Problem` schema (JSONL / Parquet / datasets folder) as a benchmark: loader, prompt, output
+format and scorer. Scored with srpo's own answer check (`srpo.answers.is_correct` on the last <answer> block, as the
+rewards do), in every mode.
+
+data         -- the problem file (`--benchmark PATH`); relative image paths are resolved against its folder. The
+                prompt is the question with its choices, as in training.
+outputs      -- outputs_problems.jsonl: the problem rows plus response, extraction, prediction and correct
+                (rescorable with `srpo eval score --benchmark problems`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,17 @@ from typing import Any
 
 from srpo.answers import extract_answer, is_correct
 from srpo.data import load_problems
-from srpo.eval.benchmarks import Benchmark, BenchItem, MissingImagesError
-from srpo.eval.scoring.common import ScoreResult, make_result, pct
+from srpo.eval.benchmarks.common import ScoreResult, make_result, pct
+from srpo.eval.benchmarks.items import Benchmark, BenchItem, MissingImagesError, write_jsonl
+from srpo.eval.benchmarks.rows import check_field, read_rows
+from srpo.eval.metrics import ScoredItem
 from srpo.format import parse_response
 
+NAME = "problems"
+SCORER = "srpo.answers"
 MODE = "srpo_answers"
+SPLITS: tuple[str, ...] = ()  # not loaded by name: `--benchmark` is the file's path
+SUFFIXES = (".jsonl", ".json", ".parquet")
 BREAKDOWN = {
     "answer_type": lambda rec: rec.get("answer_type"),
     "source": lambda rec: rec.get("source") or None,
@@ -43,7 +56,7 @@ def _missing_jsonl_images(path: Path, limit: int | None) -> tuple[list[str], int
     return missing, n_bad, n
 
 
-def load_problem_benchmark(path: Path, *, limit: int | None = None) -> Benchmark:
+def load(path: Path, *, limit: int | None = None) -> Benchmark:
     if path.suffix == ".jsonl":
         missing, n_bad, n = _missing_jsonl_images(path, limit)
         if missing:
@@ -61,19 +74,36 @@ def load_problem_benchmark(path: Path, *, limit: int | None = None) -> Benchmark
         )
         for p in problems
     ]
-    return Benchmark("problems", path.stem, str(path), items, None)
+    return Benchmark(NAME, path.stem, str(path), items)
 
 
 def score_item(record: dict, response: str, mode: str = MODE, **_: Any) -> dict:
-    """The last <answer> block of `response` checked against the record's answer (choices-aware)."""
+    """The last <answer> block of `response` checked against the record's answer (choices-aware). Every mode and
+    scorer option is the same here: srpo's answer check has no official variant and no LLM step."""
     final = parse_response(response or "").final_answer
     ok = final is not None and is_correct(final, record["answer"], choices=record.get("choices"))
     return {"id": record.get("id"), "extraction": final, "prediction": extract_answer(final) if final else None,
             "correct": ok, "unparsed": final is None, "method": "rule"}
 
 
-def make_problem_result(items: list[dict], records: list[dict]) -> ScoreResult:
-    return make_result("problems", MODE, items, records, BREAKDOWN, options={"scorer": "srpo.answers.is_correct"})
+def score_result(mode: str, items: list[dict], records: list[dict], options: dict) -> ScoreResult:
+    return make_result(NAME, MODE, items, records, BREAKDOWN, to_official_json,
+                       options={"scorer": "srpo.answers.is_correct"})
+
+
+OUTPUT_FILE = ("problem output files are JSONL rows with id, answer and response (as outputs_problems.jsonl of an "
+               "`srpo eval` run); pass such a file or check --benchmark")
+
+
+def rescore(outputs_path, *, mode: str = MODE, field: str = "response", judge=None,
+            records: list[dict] | None = None) -> ScoreResult:
+    """Rescore an outputs_problems.jsonl file (problem rows plus `response`)."""
+    if records is None:
+        records = [row for _, row in read_rows(outputs_path, layout="jsonl", expected=OUTPUT_FILE, id_fields=("id",),
+                                               required=("answer",))]
+        check_field(outputs_path, records, field)
+    items = [score_item(r, r.get(field)) for r in records]
+    return score_result(mode, items, records, {})
 
 
 def to_official_json(result: ScoreResult) -> dict:
@@ -84,3 +114,9 @@ def to_official_json(result: ScoreResult) -> dict:
         out[cat] = {v: {"accuracy": f"{c['accuracy']:.2f}", "correct": c["correct"], "total": c["n"]}
                     for v, c in cells.items()}
     return out
+
+
+def write_outputs(rows: list[tuple[BenchItem, ScoredItem]], folder: Path, model: str) -> Path:
+    return write_jsonl(folder / "outputs_problems.jsonl", [
+        {**item.record, "response": s.response, "extraction": s.extraction, "prediction": s.prediction,
+         "correct": s.correct} for item, s in rows])

@@ -1,4 +1,12 @@
-"""MMMU-Pro scoring (standard 10 options, standard 4 options, vision; CoT or direct prompts).
+"""MMMU-Pro (standard 10 options, standard 4 options, vision; CoT or direct prompts): loader, prompt, output format
+and scorer.
+
+data         -- the official repository has no data file: the published output files (gpt-4o_<setting>_cot.jsonl)
+                carry the questions; images come from the Hugging Face dataset MMMU/MMMU_Pro (--data hf), or from
+                --images DIR named <id>_<k>.png (standard) / <id>.png (vision). The prompt is the official CoT one
+                (mmmu-pro/prompts.yaml), listing the options the model is scored against.
+outputs      -- outputs_mmmu_pro.jsonl: the rows plus response, pred_indexs and if_right, as the official output
+                files (rescorable).
 
 official     -- the official option parser (mmmu-pro/evaluate.py, described in PROTOCOLS.md): the text after the
                 last "Answer:" if exactly one option letter occurs in it; else MMMU's multiple-choice parser
@@ -15,23 +23,26 @@ them against the shuffled options the model saw (`shown_options`).
 from __future__ import annotations
 
 import ast
+import re
+from pathlib import Path
 from typing import Any
 
 from srpo.errors import InvalidValue
-from srpo.eval.scoring.common import (
+from srpo.eval.benchmarks.common import (
     Judge,
-    OutputFileError,
     ScoreResult,
-    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
     letters,
     make_result,
-    read_rows,
 )
+from srpo.eval.benchmarks.items import BenchItem, need_file, without_key, write_jsonl
+from srpo.eval.benchmarks.rows import OutputFileError, check_field, load_records, read_rows
+from srpo.eval.metrics import ScoredItem
 
-BENCHMARK = "mmmu_pro"
+NAME = "mmmu_pro"
+SCORER = NAME
 
 DISCIPLINES: dict[str, list[str]] = {
     "Art and Design": ["Art", "Art_Theory", "Design", "Music"],
@@ -202,7 +213,11 @@ def rescore(outputs_path, *, mode: str = "official", field: str = "response", ju
     check_mode(mode)
     recs = records if records is not None else read_outputs(outputs_path, field)
     items = [score_item(r, r.get(field), mode, judge=judge) for r in recs]
-    return make_result(BENCHMARK, mode, items, recs, BREAKDOWN, options={"field": field, "judge": judge is not None})
+    return score_result(mode, items, recs, {"field": field, "judge": judge is not None})
+
+
+def score_result(mode: str, items: list[dict], records: list[dict], options: dict) -> ScoreResult:
+    return make_result(NAME, mode, items, records, BREAKDOWN, to_official_json, options=options)
 
 
 def to_official_json(result: ScoreResult) -> dict:
@@ -220,3 +235,69 @@ def to_official_json(result: ScoreResult) -> dict:
     for subj, c in result.breakdown.get("subject", {}).items():
         out[subj] = cell(c)
     return out
+
+
+# --- loading and the run's output file -------------------------------------------------------------------------
+
+SPLITS = ("standard10", "standard4", "vision")
+DEFAULT_SPLIT = "standard10"
+SPLIT_ALIASES = {"standard": "standard10", "standard-10": "standard10", "standard (10 options)": "standard10",
+                 "standard-4": "standard4", "standard (4 options)": "standard4"}
+IMAGES_HINT = ("MMMU-Pro images are only distributed through the Hugging Face dataset MMMU/MMMU_Pro: use --data hf "
+               "or a datasets save_to_disk folder, or put them in --images DIR named <id>_<k>.png (standard) / "
+               "<id>.png (vision).")
+PROMPTS = {  # mmmu-pro/prompts.yaml, cot
+    "vision": "Write out the multiple-choice question in the image and then solve it. The last line of your response "
+              "should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options. "
+              "Think step by step before answering.",
+    "standard": "Answer the preceding multiple choice question. The last line of your response should be of the "
+                "following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options. Think step by "
+                "step before answering.",
+}
+
+
+def hub_source(split: str) -> tuple[str, str | None, str]:
+    config = {"standard10": "standard (10 options)", "standard4": "standard (4 options)"}.get(split, split)
+    return "MMMU/MMMU_Pro", config, "test"
+
+
+def official_file(split: str, folder: Path) -> Path:
+    """The published output file of the split: it carries the questions (the official repository has no data file)."""
+    stem = {"vision": "vision", "standard10": "standard(10 options)", "standard4": "standard(4 options)"}[split]
+    return folder / f"gpt-4o_{stem}_cot.jsonl"
+
+
+def read_official(split: str, path: Path) -> tuple[list[dict], Path]:
+    return load_records(need_file(path, NAME)), path.parent / "images"
+
+
+def image_refs(split: str, record: dict) -> list[str]:
+    """Image file names under --images: <id>.png (vision) or <id>_<k>.png per <image k> placeholder (standard)."""
+    if split == "vision":
+        return [f"{record['id']}.png"]
+    text = f"{record.get('question', '')} {record.get('options', '')}"
+    ks = sorted({int(k) for k in re.findall(r"<image (\d+)>", text)}) or [1]
+    return [f"{record['id']}_{k}.png" for k in ks]
+
+
+def prompt(record: dict, split: str, options: list[str]) -> str:
+    if split == "vision":
+        return PROMPTS["vision"]
+    opts = "\n".join(f"{c}. {o}" for c, o in zip(letters(len(options)), options))
+    return f"{record['question']}\n{opts}\n{PROMPTS['standard']}"
+
+
+def build_item(split: str, record: dict, images: list) -> BenchItem:
+    """The options scored are the ones shown (the shuffled ones in first-release rows), so the prompt lists those."""
+    try:
+        options, answer = shown_options(record)
+    except InvalidValue as exc:
+        raise InvalidValue(f"mmmu_pro {split}: {exc}") from None
+    return BenchItem(id=str(record["id"]), prompt=prompt(record, split, options), record=record, gold=str(answer),
+                     images=images)
+
+
+def write_outputs(rows: list[tuple[BenchItem, ScoredItem]], folder: Path, model: str) -> Path:
+    return write_jsonl(folder / "outputs_mmmu_pro.jsonl", [
+        {**without_key(item.record), "response": s.response, "pred_indexs": s.prediction, "if_right": s.correct}
+        for item, s in rows])

@@ -1,4 +1,11 @@
-"""MathVision (MATH-V) scoring.
+# Over 400 lines: the official MATH-V extraction, normaliser and judge, ported whole to reproduce the published scores.
+"""MathVision (MATH-V): loader, prompt, output format and scorer.
+
+data         -- data/test.jsonl (3040 rows) or data/testmini.jsonl (304) of the official folder, images under images/
+                (the offline copy holds the testmini ones). The prompt is the question, plus "(A) ..." option lines
+                when the options are not the bare letters (SRPO's scripts).
+outputs      -- outputs_mathvision.jsonl: rows of id, model, response, model_answer and correct, as
+                outputs/**/<Model>.jsonl (rescorable; the answers are read from the data file).
 
 official     -- the official rule pipeline (evaluate.py + utils.py, described in PROTOCOLS.md): rule extraction of the
                 answer from the response (option-letter patterns, "... is <number>", the text after "the answer
@@ -22,20 +29,22 @@ from pathlib import Path
 from typing import Any
 
 from srpo.errors import MissingPath
-from srpo.eval.scoring.common import (
+from srpo.eval.benchmarks.common import (
     Judge,
-    OutputFileError,
     ScoreResult,
-    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
+    data_dir,
+    letters,
     make_result,
-    read_rows,
-    shared_dir,
 )
+from srpo.eval.benchmarks.items import BenchItem, image_field, need_file, official_root, write_jsonl
+from srpo.eval.benchmarks.rows import OutputFileError, check_field, load_records, read_rows
+from srpo.eval.metrics import ScoredItem
 
-BENCHMARK = "mathvision"
+NAME = "mathvision"
+SCORER = NAME
 
 BREAKDOWN = {
     "level": lambda rec: f"level{rec['level']}" if rec.get("level") is not None else None,
@@ -388,13 +397,14 @@ def rescore(outputs_path, *, mode: str = "official", data=None, field: str = "re
     """Rescore a published MathVision output jsonl (id, response, model_answer, ...).
 
     `data`: the benchmark data (path to test.jsonl, or a dict id -> record) that holds answers, options, levels and
-    subjects; by default data/test.jsonl of the shared benchmark folder (SRPO_SHARED_DIR).
+    subjects; by default mathvision/data/test.jsonl of the benchmark data folder ($SRPO_DATA_DIR).
     field="response" re-runs the rule extraction (the official evaluate.py does); field="model_answer" judges the
     stored extraction. Output rows whose id the data do not hold are refused, naming the line.
     """
     check_mode(mode)
     if data is None:
-        data = shared_dir() / "mathvision" / "data" / "test.jsonl"
+        folder = data_dir("mathvision scoring", "--data with the answers (data/test.jsonl)")
+        data = folder / NAME / "data" / "test.jsonl"
     table = data if isinstance(data, dict) else load_data(data)
     placed = read_rows(outputs_path, layout="jsonl", expected=OUTPUT_FILE, id_fields=("id",))
     rows = [row for _, row in placed]
@@ -408,7 +418,11 @@ def rescore(outputs_path, *, mode: str = "official", data=None, field: str = "re
     recs = [table[str(r["id"])] for r in rows]
     items = [score_item(rec, row.get(field), mode, extracted=(field != "response"), judge=judge)
              for rec, row in zip(recs, rows)]
-    return make_result(BENCHMARK, mode, items, recs, BREAKDOWN, options={"field": field, "judge": judge is not None})
+    return score_result(mode, items, recs, {"field": field, "judge": judge is not None})
+
+
+def score_result(mode: str, items: list[dict], records: list[dict], options: dict) -> ScoreResult:
+    return make_result(NAME, mode, items, records, BREAKDOWN, to_official_json, options=options)
 
 
 def _fmt(correct: int, n: int) -> str:
@@ -429,3 +443,47 @@ def to_official_json(result: ScoreResult) -> dict:
         out[key] = _fmt(c["correct"], c["n"])
         out[f"-{lvl}_{subj}"] = _fmt(c["correct"], c["n"])
     return dict(sorted(out.items()))
+
+
+# --- loading and the run's output file -------------------------------------------------------------------------
+
+SPLITS = ("test", "testmini")
+DEFAULT_SPLIT = "test"
+SPLIT_ALIASES: dict[str, str] = {}
+IMAGES_HINT = ("The offline copy holds only the testmini images (use --split testmini); the test images are in the "
+               "images/ folder of github.com/mathllm/MATH-V (or use --data hf).")
+
+
+def hub_source(split: str) -> tuple[str, str | None, str]:
+    return "MathLLMs/MathVision", None, split
+
+
+def official_file(split: str, folder: Path) -> Path:
+    return folder / "data" / f"{split}.jsonl"
+
+
+def read_official(split: str, path: Path) -> tuple[list[dict], Path]:
+    return load_records(need_file(path, NAME)), official_root(path)
+
+
+def image_refs(split: str, record: dict) -> list[str]:
+    return image_field(record)
+
+
+def prompt(record: dict) -> str:
+    """The question, plus "(A) ..." option lines when the options are not the bare letters (SRPO's scripts)."""
+    opts = record.get("options") or []
+    if opts and [str(o) for o in opts] != letters(len(opts)):
+        return record["question"] + "\n" + "\n".join(f"({c}) {o}" for c, o in zip(letters(len(opts)), opts))
+    return record["question"]
+
+
+def build_item(split: str, record: dict, images: list) -> BenchItem:
+    return BenchItem(id=str(record["id"]), prompt=prompt(record), record=record, gold=str(record.get("answer")),
+                     images=images)
+
+
+def write_outputs(rows: list[tuple[BenchItem, ScoredItem]], folder: Path, model: str) -> Path:
+    return write_jsonl(folder / "outputs_mathvision.jsonl", [
+        {"id": item.record["id"], "model": model, "response": s.response, "model_answer": s.extraction,
+         "correct": s.correct} for item, s in rows])

@@ -1,4 +1,11 @@
-"""MathVerse (testmini) scoring.
+"""MathVerse (testmini): loader, prompt, output format and scorer.
+
+data         -- data/testmini.json (3940 rows, from the Hugging Face hub), data/testmini_text_only.json (788 rows, no
+                images) or visualizer_sample/mv_data_public.json (726 rows with images under visualizer_sample/images;
+                the released testmini answer replaces the visualizer's where the problem matches one). The prompt is
+                `query_cot`, as SRPO's scripts use.
+outputs      -- outputs_mathverse.json: one JSON list of the rows plus model_answer, extraction and true_false, as
+                output_templates/output_testmini.json (rescorable).
 
 official     -- the official two-step pipeline (extract_answer_s1.py + score_answer_s2.py, described in
                 PROTOCOLS.md). Step 1: an LLM extracts the answer from the response (`judge` hook; a stored
@@ -16,23 +23,29 @@ srpo_compat  -- the SRPO authors' script: first <answer> block (else last \\boxe
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
-from srpo.eval.scoring.common import (
+from srpo.answers import last_boxed
+from srpo.errors import MissingPath
+from srpo.eval.benchmarks.common import (
     Judge,
     ScoreResult,
-    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
-    last_boxed,
     make_result,
-    read_rows,
     single_letter,
 )
+from srpo.eval.benchmarks.items import BenchItem, image_field, need_file, official_root, without_key
+from srpo.eval.benchmarks.rows import check_field, load_records, read_rows
+from srpo.eval.metrics import ScoredItem
+from srpo.files import atomic_write_json
 
-BENCHMARK = "mathverse"
+NAME = "mathverse"
+SCORER = NAME
 MAIN_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
 TEXT_ONLY = "Text Only"
 
@@ -119,7 +132,7 @@ def heuristic_extract(response: str, multiple_choice: bool) -> str:
     text = (response or "").strip()
     if not text:
         return ""
-    boxed = last_boxed(text)
+    boxed = last_boxed(text, unclosed=False)
     if boxed is not None:
         cand = boxed.strip()
     else:
@@ -235,12 +248,16 @@ def rescore(outputs_path, *, mode: str = "official", field: str | None = None, j
         items.append(score_item(r, r.get(f), mode, extracted=(f == "extraction"), judge=judge,
                                 trunc_words=trunc_words))
     has_main = any(version(r) in MAIN_VERSIONS for r in recs)
+    return score_result(mode, items, recs, {"field": field, "judge": judge is not None, "trunc_words": trunc_words,
+                                            "headline": "five main versions" if has_main else "all rows",
+                                            "quick_match": judge is None})
+
+
+def score_result(mode: str, items: list[dict], records: list[dict], options: dict) -> ScoreResult:
+    """The headline ("All") is over the five main versions when the rows hold any, else over all rows."""
+    has_main = any(version(r) in MAIN_VERSIONS for r in records)
     counted = (lambda r: version(r) != TEXT_ONLY) if has_main else None
-    res = make_result(BENCHMARK, mode, items, recs, BREAKDOWN, counted=counted,
-                      options={"field": field, "judge": judge is not None, "trunc_words": trunc_words,
-                               "headline": "five main versions" if has_main else "all rows",
-                               "quick_match": judge is None})
-    return res
+    return make_result(NAME, mode, items, records, BREAKDOWN, to_official_json, counted=counted, options=options)
 
 
 def to_official_json(result: ScoreResult) -> dict:
@@ -253,3 +270,72 @@ def to_official_json(result: ScoreResult) -> dict:
         out[cat] = {v: {"accuracy": f"{c['accuracy']:.2f}", "correct": c["correct"], "total": c["n"]}
                     for v, c in cells.items()}
     return out
+
+
+# --- loading and the run's output file -------------------------------------------------------------------------
+
+SPLITS = ("testmini", "testmini_text_only", "visualizer_sample")
+DEFAULT_SPLIT = "testmini"
+SPLIT_ALIASES = {"text_only": "testmini_text_only", "visualizer": "visualizer_sample"}
+IMAGES_HINT = ("MathVerse images are distributed through the Hugging Face hub (AI4Math/MathVerse, images.zip); "
+               "unzip them there, pass --images DIR, or use --data hf.")
+
+
+def hub_source(split: str) -> tuple[str, str | None, str]:
+    return "AI4Math/MathVerse", "testmini_text_only" if split == "testmini_text_only" else "testmini", "testmini"
+
+
+def official_file(split: str, folder: Path) -> Path:
+    if split == "visualizer_sample":
+        return folder / "visualizer_sample" / "mv_data_public.json"
+    return folder / "data" / ("testmini_text_only.json" if split == "testmini_text_only" else "testmini.json")
+
+
+def read_official(split: str, path: Path) -> tuple[list[dict], Path]:
+    """(rows, the folder image paths are relative to); visualizer rows get the released testmini answers."""
+    if split == "testmini" and not path.exists():
+        raise MissingPath(
+            f"mathverse: {path} not found. The official testmini.json (3940 rows) and its images come from the "
+            "Hugging Face hub (AI4Math/MathVerse): put them there, or use --data hf; offline, --split "
+            "visualizer_sample (726 items with images) and --split testmini_text_only (788 items, no images) exist.")
+    rows = load_records(need_file(path, NAME))
+    if split != "visualizer_sample":
+        return rows, official_root(path) / "images"
+    mp = path.parent / "map_to_testmini.json"
+    amap = json.loads(mp.read_text(encoding="utf-8")) if mp.exists() else {}
+    for r in rows:  # its README: use the released testmini answer where the problem matches one
+        gold = (amap.get(str(r["pid"])) or {}).get("testmini_answer")
+        if gold is not None and gold != r["answer"]:
+            r["visualizer_answer"], r["answer"] = r["answer"], gold
+    return rows, path.parent / "images"
+
+
+def image_refs(split: str, record: dict) -> list[str]:
+    return image_field(record)
+
+
+def prompt(record: dict) -> str:
+    """`query_cot` (what SRPO's scripts use); visualizer rows have none: the same template around the question."""
+    if record.get("query_cot"):
+        return record["query_cot"]
+    mc = str(record.get("question_type", "")).startswith("multi")
+    ask = ("provide the correct option letter, e.g., A, B, C, D, at the end" if mc
+           else "provide the final value, e.g., 1, 2.5, 300, at the end")
+    q = (record.get("question") or "").strip()
+    if not q:
+        return f"According to the question shown in the image, please first conduct reasoning, and then answer the " \
+               f"question and {ask}."
+    if record.get("choices"):
+        q += "\nChoices:\n" + "\n".join(str(c) for c in record["choices"])
+    return f"Please first conduct reasoning, and then answer the question and {ask}.\nQuestion: {q}"
+
+
+def build_item(split: str, record: dict, images: list) -> BenchItem:
+    return BenchItem(id=str(record.get("sample_index", record.get("pid"))), prompt=prompt(record), record=record,
+                     gold=str(record.get("answer")), images=images)
+
+
+def write_outputs(rows: list[tuple[BenchItem, ScoredItem]], folder: Path, model: str) -> Path:
+    data = [{**without_key(item.record), "model_answer": s.response, "extraction": s.extraction,
+             "true_false": s.correct} for item, s in rows]
+    return atomic_write_json(folder / "outputs_mathverse.json", data, indent=1)

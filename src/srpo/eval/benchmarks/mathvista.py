@@ -1,4 +1,9 @@
-"""MathVista (testmini) scoring.
+"""MathVista (testmini): loader, prompt, output format and scorer.
+
+data         -- data/testmini.json of the official folder, prompts from data/query.json beside it (the official
+                `query`: question, hint, choices); images under images/ (distributed through the Hugging Face hub).
+outputs      -- outputs_mathvista.json: one object keyed by pid, each the testmini row plus query, response,
+                extraction, prediction and true_false, as results/<model>/output_<name>.json (rescorable).
 
 official     -- the official pipeline (extract_answer.py + calculate_score.py, described in PROTOCOLS.md):
                 extraction (rules, then an LLM extractor) -> normalisation by question/answer type
@@ -15,25 +20,35 @@ srpo_compat  -- the SRPO authors' script: first <answer> block (else last \\boxe
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
-from srpo.eval.scoring.common import (
+from srpo.answers import last_boxed
+from srpo.eval.benchmarks.common import (
     Judge,
-    OutputFileError,
     ScoreResult,
-    check_field,
     check_mode,
     compat_choice_letter,
     compat_extract,
-    last_boxed,
     letters,
     levenshtein,
     make_result,
-    read_rows,
 )
+from srpo.eval.benchmarks.items import (
+    BenchItem,
+    image_field,
+    need_file,
+    official_root,
+    without_key,
+)
+from srpo.eval.benchmarks.rows import OutputFileError, check_field, load_records, read_rows
+from srpo.eval.metrics import ScoredItem
+from srpo.files import atomic_write_json
 
-BENCHMARK = "mathvista"
+NAME = "mathvista"
+SCORER = NAME
 CATEGORIES = ("question_type", "answer_type", "language", "source", "category", "task", "context", "grade", "skills")
 
 
@@ -128,7 +143,7 @@ def _parse_extractor_reply(reply: str) -> str:
 def _heuristic_extract(record: dict, response: str) -> str:
     """Offline stand-in for the LLM extractor (not part of the official protocol): last \\boxed{}, else the text
     after the last 'answer is' / 'Answer:', else for multiple choice the last '(X)', else the last number."""
-    boxed = last_boxed(response)
+    boxed = last_boxed(response, unclosed=False)
     if boxed is not None:
         return boxed.strip()
     m = list(re.finditer(r"(?:answer is|answer:)\s*(.+)", response, flags=re.I))
@@ -291,9 +306,12 @@ def rescore(outputs_path, *, mode: str = "official", field: str = "extraction", 
                    legacy_int=legacy_int, ignore_empty=ignore_empty)
         for r in recs
     ]
-    return make_result(BENCHMARK, mode, items, recs, BREAKDOWN,
-                       options={"field": field, "legacy_int": legacy_int, "ignore_empty": ignore_empty,
-                                "judge": judge is not None})
+    return score_result(mode, items, recs, {"field": field, "legacy_int": legacy_int, "ignore_empty": ignore_empty,
+                                            "judge": judge is not None})
+
+
+def score_result(mode: str, items: list[dict], records: list[dict], options: dict) -> ScoreResult:
+    return make_result(NAME, mode, items, records, BREAKDOWN, to_official_json, options=options)
 
 
 def to_official_json(result: ScoreResult) -> dict:
@@ -308,3 +326,56 @@ def to_official_json(result: ScoreResult) -> dict:
         out[cat] = {v: {"accuracy": f"{c['correct'] / c['n'] * 100:.2f}" if c["n"] else "0.00",
                         "correct": c["correct"], "total": c["n"]} for v, c in ordered}
     return out
+
+
+# --- loading and the run's output file -------------------------------------------------------------------------
+
+SPLITS = ("testmini",)
+DEFAULT_SPLIT = "testmini"
+SPLIT_ALIASES: dict[str, str] = {}
+IMAGES_HINT = ("MathVista images are distributed through the Hugging Face hub (AI4Math/MathVista, images.zip); "
+               "unzip them there, pass --images DIR, or use --data hf.")
+
+
+def hub_source(split: str) -> tuple[str, str | None, str]:
+    return "AI4Math/MathVista", None, split
+
+
+def official_file(split: str, folder: Path) -> Path:
+    return folder / "data" / "testmini.json"
+
+
+def read_official(split: str, path: Path) -> tuple[list[dict], Path]:
+    """(rows with their official `query` from query.json beside the file, the folder image paths are relative to)."""
+    rows = load_records(need_file(path, NAME))
+    queries = path.parent / "query.json"
+    if queries.exists():
+        qmap = json.loads(queries.read_text(encoding="utf-8"))
+        rows = [{**r, "query": r.get("query") or qmap.get(str(r.get("pid", r.get("_key"))))} for r in rows]
+    return rows, official_root(path)
+
+
+def image_refs(split: str, record: dict) -> list[str]:
+    return image_field(record)
+
+
+def prompt(record: dict) -> str:
+    if record.get("query"):
+        return record["query"]
+    q = record["question"]
+    if record.get("choices"):
+        q += "\nChoices:\n" + "\n".join(f"({c}) {t}" for c, t in zip(letters(len(record["choices"])),
+                                                                    record["choices"]))
+    return q
+
+
+def build_item(split: str, record: dict, images: list) -> BenchItem:
+    return BenchItem(id=str(record.get("pid", record.get("_key"))), prompt=prompt(record), record=record,
+                     gold=str(record.get("answer")), images=images)
+
+
+def write_outputs(rows: list[tuple[BenchItem, ScoredItem]], folder: Path, model: str) -> Path:
+    data = {item.id: {**without_key(item.record), "query": item.prompt, "response": s.response,
+                      "extraction": s.extraction, "prediction": s.prediction, "true_false": s.correct}
+            for item, s in rows}
+    return atomic_write_json(folder / "outputs_mathvista.json", data, indent=1)
