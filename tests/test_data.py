@@ -382,3 +382,119 @@ def test_reject_images_names_the_ids_or_skips_and_counts_them(tiny_model_dir):
     assert report.skipped == {"image_rejected": 8} and report.loaded == 8
     assert report.messages[0].startswith("train.jsonl: images[0]: item 'p1': the image processor refuses 301x1 px")
     assert reject_images(items[::2], processor, source="train.jsonl") == set()
+
+
+# ---- the lazy problem table, NAME@SPLIT sources, column mappings ------------------------------------------------
+
+
+def test_problem_dataset_is_the_loaded_problems_with_images_decoded_on_access(tmp_path):
+    from srpo.data import problem_dataset
+
+    problems = _problems()
+    path = save_problems(problems, tmp_path / "set.jsonl")
+    ds = problem_dataset(path)
+    assert ds.cache_files, "memory-mapped from the datasets cache, not held in memory"
+    stored = ds.with_format("arrow")["images"].to_pylist()
+    assert stored[1] == [{"bytes": None, "path": str(tmp_path / "images/set/p2_0.png")},
+                         {"bytes": None, "path": str(tmp_path / "images/set/p2_1.png")}]  # by path: nothing decoded
+    assert ds["id"] == [p.id for p in problems] and ds["_reason"] == [None] * 3
+    for row, problem in zip(ds, problems):
+        assert (row["question"], row["answer"], row["choices"], row["solution"]) == (problem.question, problem.answer, problem.choices, problem.solution)
+        assert [im.tobytes() for im in row["images"]] == [im.tobytes() for im in problem.images]
+    assert problem_dataset(path).cache_files == ds.cache_files  # built once, then reused
+    path.write_text(path.read_text().replace("Name it.", "Name it!"))
+    assert problem_dataset(path)["question"][2] == "Name it!"  # a changed file is read again
+
+
+def test_problem_dataset_keeps_bad_rows_marked_with_the_error_load_problems_raises(tmp_path):
+    from srpo.data import problem_dataset, row_error
+
+    path = tmp_path / "p.jsonl"
+    _write_jsonl(path, [GOOD, {"question": "Q?"}, {"id": "x", "question": "Q?", "answer": "1", "image": "gone.png"}, GOOD])
+    rows = problem_dataset(path).to_list()
+    errors = [row_error(row) for row in rows]
+    assert errors[0] is None
+    report = LoadReport(max_messages=5)
+    load_problems(path, skip_bad=True, report=report)
+    assert [str(e) for e in errors[1:]] == report.messages
+    assert [(e.where, e.field, e.reason) for e in errors[1:]] == [
+        (f"{path}:2", "answer", "missing_answer"), (f"{path}:3", "image", "image_not_found"), (f"{path}:4", "id", "duplicate_id")]
+
+
+def test_checked_images_store_what_decodes_to_the_loaded_image(tmp_path):
+    from srpo.data import checked_images
+
+    rgba = Image.new("RGBA", (6, 5), (255, 0, 0, 0))  # transparent: srpo makes it white, a bare convert black
+    rgba.putpixel((1, 1), (0, 0, 255, 255))
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[Image.ExifTags.Base.Orientation] = 6  # datasets would turn this 8x3 JPEG into 3x8
+    _image("green", (8, 3)).save(rotated, format="JPEG", exif=exif)
+    files = {"plain.png": _png_bytes(_image("red")), "rgba.png": _png_bytes(rgba), "rotated.jpg": rotated.getvalue(),
+             "cut.png": _png_bytes(Image.effect_noise((64, 64), 50).convert("RGB"))[:200]}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    row = {"images": [{"bytes": None, "path": str(tmp_path / n)} for n in ("plain.png", "rgba.png", "rotated.jpg")]}
+    decoded, stored = checked_images(row, "p.jsonl:1")
+    assert stored[0] == row["images"][0]  # already as srpo reads it: kept by path
+    assert stored[1]["path"] is None and stored[2]["path"] is None  # rewritten as PNG bytes of srpo's RGB image
+    expected = [open_as_loaded(tmp_path / n, tmp_path) for n in ("plain.png", "rgba.png", "rotated.jpg")]
+    on_access = [datasets.Image().decode_example(value) for value in stored]
+    for image, again, want in zip(decoded, on_access, expected):
+        assert image.tobytes() == want.tobytes() and again.mode == "RGB" and again.tobytes() == want.tobytes()
+    assert on_access[1].getpixel((0, 0)) == (255, 255, 255) and on_access[2].size == (8, 3)
+    with pytest.raises(DataError, match=r"^p\.jsonl:1: images\[0\]: image 'cut\.png' cannot be decoded"):
+        checked_images({"images": [{"bytes": None, "path": str(tmp_path / "cut.png")}], "_image_fields": ["images[0]"],
+                        "_image_labels": ["image 'cut.png'"]}, "p.jsonl:1")
+
+
+def open_as_loaded(path, base):
+    return row_to_problem({"question": "Q?", "answer": "1", "image": str(path)}, where="x", default_id="x", base_dir=base).images[0]
+
+
+def _hub_style_folder(tmp_path, rows: dict) -> str:
+    """A folder in the layout of a Hugging Face dataset repository (data/<split>-*.parquet), read by load_dataset."""
+    features = datasets.Features({"problem_text": datasets.Value("string"), "gt": datasets.Value("string"),
+                                  "opts": datasets.List(datasets.Value("string")), "pics": datasets.List(datasets.Image())})
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet"))
+    return str(tmp_path / "repo")
+
+
+HUB_COLUMNS = {"question": "problem_text", "answer": "gt", "choices": "opts", "images": "pics"}
+
+
+def test_a_dataset_name_with_a_split_and_a_column_mapping(tmp_path):
+    from srpo.data import problem_dataset
+
+    red, blue = _image("red"), _image("blue", (4, 11))
+    repo = _hub_style_folder(tmp_path, {"problem_text": ["How many?", "Which is blue?"], "gt": ["3", "B"],
+                                        "opts": [None, ["red", "blue"]], "pics": [[red], [red, blue]]})
+    problems = load_problems(f"{repo}@train", columns=HUB_COLUMNS)
+    assert [(p.id, p.question, p.answer, p.answer_type, p.choices) for p in problems] == [
+        ("repo-0", "How many?", "3", "integer", None), ("repo-1", "Which is blue?", "B", "multiple_choice", ["red", "blue"])]
+    assert [im.tobytes() for im in problems[1].images] == [red.tobytes(), blue.tobytes()]
+    ds = problem_dataset(f"{repo}@train", columns=HUB_COLUMNS)
+    assert ds["question"] == ["How many?", "Which is blue?"] and ds[1]["images"][1].tobytes() == blue.tobytes()
+    assert ds["_where"] == [f"{repo}@train:row 0", f"{repo}@train:row 1"]
+    with pytest.raises(DataError, match=r"@train: column 'question_text' \(for question\) not found; the columns are problem_text, gt, opts, pics: fix the column mapping"):
+        load_problems(f"{repo}@train", columns={**HUB_COLUMNS, "question": "question_text"})
+    with pytest.raises(DataError, match=r"repo@test: datasets\.load_dataset cannot load it \(ValueError: Unknown split \"test\""):
+        problem_dataset(f"{repo}@test")
+    with pytest.raises(ValueError, match=r"columns: unknown field\(s\) \['prompt'\]; map question, answer, images, choices"):
+        load_problems(f"{repo}@train", columns={"prompt": "problem_text"})
+
+
+def test_column_mapping_on_jsonl_and_parquet(tmp_path):
+    _image("green").save(tmp_path / "g.png")
+    _write_jsonl(tmp_path / "m.jsonl", [{"q": "How many?", "a": 4, "question": "ignored", "pic": "g.png"},
+                                        {"q": "Again?", "answer": "1", "pic": None}])
+    columns = {"question": "q", "answer": "a", "images": "pic"}
+    with pytest.raises(DataError, match=r"m\.jsonl:2: column 'a' \(for answer\) is not in this row; it has q, answer, pic: fix the column mapping or the row"):
+        load_problems(tmp_path / "m.jsonl", columns=columns)
+    (problem,) = load_problems(tmp_path / "m.jsonl", columns=columns, skip_bad=True)
+    assert (problem.question, problem.answer, problem.images[0].tobytes()) == ("How many?", "4", _image("green").tobytes())
+    pq.write_table(pa.table({"q": ["Q?"], "a": ["2"]}), tmp_path / "m.parquet")
+    assert load_problems(tmp_path / "m.parquet", columns={"question": "q", "answer": "a"})[0].answer == "2"
+    with pytest.raises(DataError, match=r"m\.parquet: column 'pic' \(for images\) not found; the columns are q, a"):
+        load_problems(tmp_path / "m.parquet", columns=columns)

@@ -18,7 +18,8 @@ from typing import Any
 
 from PIL import Image
 
-from srpo.data.loaders import DataError, LoadReport
+from srpo.data.loaders import LoadReport
+from srpo.data.sources import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,12 @@ def reject_images(items: Iterable[tuple[str, Sequence[Image.Image]]], processor:
     (and `report.loaded` becomes the number of checked items kept) and logged.
     """
     items = list(items)
-    rejected = check_images(items, processor)
+    return report_refusals(check_images(items, processor), len(items), source=source, skip_bad=skip_bad, report=report)
+
+
+def report_refusals(rejected: list[ImageRejection], n_items: int, *, source: str, skip_bad: bool = False,
+                    report: LoadReport | None = None) -> set[str]:
+    """`reject_images` for refusals already found among `n_items` items: one DataError, or counted and logged."""
     if not rejected:
         return set()
     if not skip_bad:
@@ -86,7 +92,7 @@ def reject_images(items: Iterable[tuple[str, Sequence[Image.Image]]], processor:
     for r in rejected:
         report.add(DataError(source, f"images[{r.index}]", "image_rejected",
                              f"item {r.id!r}: the image processor refuses {r.size[0]}x{r.size[1]} px ({r.reason})"))
-    report.loaded = len(items) - len(rejected)
+    report.loaded = n_items - len(rejected)
     first = rejected[0]
     logger.warning("%s: skipped %d item(s) whose images the model's image processor refuses; first: %r (%s)", source,
                    len(rejected), first.id, first.reason)

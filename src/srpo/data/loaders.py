@@ -1,20 +1,23 @@
-"""Read and write `Problem` records: JSONL, Parquet, `datasets` folders; JSONL + PNG writer; `datasets` adapter.
+"""Problem records from any source (srpo.data.sources) and back to JSONL + PNG files.
 
 Every bad row raises `DataError` naming the file, the line (JSONL, 1-based) or row (Parquet/datasets, 0-based) and
 the field. With `skip_bad=True` bad rows are skipped instead, and counted by reason in an optional `LoadReport`.
 A file that cannot be read at all (not Parquet, not a datasets folder) is a `DataError` even with `skip_bad`.
 
-`check_images` / `reject_images` ask a model's image processor which items' images it would refuse (an aspect
-ratio over 200 for Qwen2-VL), so they are named or skipped before training or generation instead of failing a batch.
+A row is checked in two steps, so a large set can be checked without holding its pixels: `parse_row` checks the
+fields and finds the images (`ImageRef`s, unopened), `open_image` reads and decodes one image.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import os
 import re
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,40 +25,22 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from srpo.data.schema import ANSWER_TYPES, CHOICE_LETTERS, Problem, ProblemError, to_rgb
-from srpo.errors import InvalidValue, MissingPath, UserError
-from srpo.files import atomic_write_text
+from srpo.data.sources import (
+    ANSWER_KEYS,
+    CHOICE_KEYS,
+    IMAGE_KEYS,
+    QUESTION_KEYS,
+    DataError,
+    read_rows,
+    shorten,
+)
+from srpo.errors import InvalidValue
+from srpo.files import atomic_write_text, safe_stem
 
 logger = logging.getLogger(__name__)
 
-QUESTION_KEYS = ("question", "query", "problem")
-ANSWER_KEYS = ("answer", "gt_answer", "label")
-CHOICE_KEYS = ("choices", "options")
-KNOWN_KEYS = {"id", "images", "image", "answer_type", "source", "solution", "metadata"}
-KNOWN_KEYS |= set(QUESTION_KEYS) | set(ANSWER_KEYS) | set(CHOICE_KEYS)
-
-# Reasons a row is rejected (the keys of `LoadReport.skipped`); "invalid_file" stops the load even with skip_bad.
-REASONS = (
-    "invalid_file",
-    "invalid_encoding",
-    "invalid_json",
-    "invalid_row",
-    "missing_question",
-    "missing_answer",
-    "image_not_found",
-    "image_unreadable",
-    "invalid_choices",
-    "invalid_field",
-    "duplicate_id",
-    "image_rejected",
-)
-
-
-class DataError(UserError, ValueError):
-    """A bad row or file. `where` is "file:line" (or "file:row N"), `field` the offending field, `reason` a REASONS key."""
-
-    def __init__(self, where: str, field: str | None, reason: str, message: str):
-        self.where, self.field, self.reason = where, field, reason
-        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+KNOWN_KEYS = {"id", "answer_type", "source", "solution", "metadata"}
+KNOWN_KEYS |= set(QUESTION_KEYS) | set(ANSWER_KEYS) | set(CHOICE_KEYS) | set(IMAGE_KEYS)
 
 
 @dataclass
@@ -80,134 +65,77 @@ class LoadReport:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items()))
         return f"loaded {self.loaded} problem(s), skipped {self.n_skipped}" + (f" ({reasons})" if reasons else "")
 
+    def log(self, source: str | Path) -> None:
+        if self.n_skipped:
+            logger.warning("%s: %s; first: %s", source, self.summary(), self.messages[0])
 
-def load_problems(
-    path: str | Path, *, skip_bad: bool = False, limit: int | None = None, report: LoadReport | None = None
-) -> list[Problem]:
-    """Problems from a `.jsonl` file, a `.parquet` file or a `datasets.Dataset.save_to_disk` folder.
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a row, found but not opened."""
+
+    field: str  # the row's field: "images[0]" or "image"
+    label: str  # how messages name it: "image 'img/3.png'" or "image bytes"
+    value: Any  # as datasets.Image() stores it: {"bytes": ..., "path": None} or {"bytes": None, "path": absolute}, or a PIL image
+
+
+def load_problems(path: str | Path, *, skip_bad: bool = False, limit: int | None = None,
+                  report: LoadReport | None = None, columns: Mapping[str, str] | None = None) -> list[Problem]:
+    """Problems from a `.jsonl` file, a `.parquet` file, a `datasets.Dataset.save_to_disk` folder or `NAME@SPLIT`
+    (srpo.data.sources), their images decoded. `columns` maps srpo's fields to the source's column names.
 
     A bad row raises `DataError`; with `skip_bad=True` it is skipped, logged, and counted in `report` (if given).
     `limit` stops after that many problems have been loaded.
     """
-    path = Path(path)
     report = report if report is not None else LoadReport()
     if limit is not None and limit < 0:
         raise InvalidValue(f"limit must be >= 0 or None, got {limit}")
     problems: list[Problem] = []
-    first_seen: dict[str, str] = {}
-    for where, default_id, base_dir, row in _rows(path):
-        if limit is not None and len(problems) >= limit:
-            break
-        try:
-            if isinstance(row, DataError):
-                raise row
-            problem = row_to_problem(row, where=where, default_id=default_id, base_dir=base_dir)
-            if problem.id in first_seen:
-                raise DataError(where, "id", "duplicate_id", f"id {problem.id!r} was already used at {first_seen[problem.id]}; ids must be unique")
-            first_seen[problem.id] = where
-        except DataError as error:
+    rows = problem_rows(path, columns=columns, open_images=True) if limit != 0 else iter(())
+    for _, problem, _ in rows:
+        if isinstance(problem, DataError):
             if not skip_bad:
-                raise
-            report.add(error)
+                raise problem
+            report.add(problem)
             continue
         problems.append(problem)
+        if limit is not None and len(problems) >= limit:
+            break
     report.loaded = len(problems)
-    if report.n_skipped:
-        logger.warning("%s: %s; first: %s", path, report.summary(), report.messages[0])
+    report.log(path)
     return problems
 
 
-def _rows(path: Path) -> Iterator[tuple[str, str, Path, dict | DataError]]:
-    """(where, default id, folder for relative image paths, raw row or a DataError for an unparsable row)."""
-    if not path.exists():
-        raise MissingPath(f"{path}: no such file or folder (expected a .jsonl, a .parquet or a datasets folder)")
-    if path.is_dir():
-        yield from _dataset_rows(path)
-    elif path.suffix == ".jsonl":
-        yield from _jsonl_rows(path)
-    elif path.suffix == ".parquet":
-        yield from _parquet_rows(path)
-    else:
-        raise DataError(str(path), None, "invalid_file", "unknown format; use a .jsonl file, a .parquet file or a folder written by datasets' save_to_disk")
-
-
-def _jsonl_rows(path: Path):
-    base = path.resolve().parent
-    with path.open("rb") as f:  # bytes: a line that is not UTF-8 is reported with its number, not as a traceback
-        for line_no, raw in enumerate(f, start=1):
-            where = f"{path}:{line_no}"
-            default_id = f"{path.stem}-{line_no}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield where, default_id, base, DataError(
-                    where, None, "invalid_encoding",
-                    f"not UTF-8 text (byte {e.start + 1} of the line is 0x{raw[e.start]:02x}); save the file as UTF-8")
-                continue
-            if line_no == 1:
-                line = line.removeprefix("\ufeff")  # the byte-order mark some editors write
-            if not line.strip():
-                continue
-            yield where, default_id, base, _parse_json_line(line, where, line_no)
-
-
-def _parse_json_line(line: str, where: str, line_no: int) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as e:
-        hint = "each line must be one JSON object"
-        if line_no == 1 and line.strip() in ("[", "{"):
-            hint = "this looks like pretty-printed JSON; write one JSON object per line (JSONL)"
-        return DataError(where, None, "invalid_json", f"invalid JSON ({e.msg} at column {e.colno}); {hint}")
-    except RecursionError:
-        return DataError(where, None, "invalid_json", "JSON nested too deeply to read; each line must be one JSON object")
-
-
-def _parquet_rows(path: Path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    base = path.resolve().parent
-    try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=256)
-    except (pa.ArrowException, OSError) as e:
-        raise DataError(str(path), None, "invalid_file", f"not a readable Parquet file ({e}); pass a .parquet file written by pyarrow/pandas/datasets, or rename a JSON Lines file to .jsonl") from None
-    index = 0
-    while True:
+def problem_rows(source: str | Path, *, columns: Mapping[str, str] | None = None, open_images: bool
+                 ) -> Iterator[tuple[str, Problem | DataError, list[ImageRef]]]:
+    """(where, the row's Problem or its DataError, its image refs) for each row of `source`, in file order; ids are
+    checked unique. With `open_images` the Problem holds its decoded images, else none (the refs find them)."""
+    first_seen: dict[str, str] = {}
+    for raw in read_rows(source, columns):
         try:
-            batch = next(batches, None)
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"{path}:row {index}", None, "invalid_file", f"the file cannot be read from this row on ({e}); it is truncated or corrupt: write it again") from None
-        if batch is None:
-            return
-        for row in batch.to_pylist():
-            yield f"{path}:row {index}", f"{path.stem}-{index}", base, row
-            index += 1
-
-
-def _dataset_rows(path: Path):
-    import datasets
-
-    if not any((path / name).exists() for name in ("state.json", "dataset_dict.json")):
-        raise DataError(str(path), None, "invalid_file", "folder is not a datasets save_to_disk folder (no state.json); pass a .jsonl or .parquet file instead")
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except (ValueError, OSError) as e:  # a broken state.json or arrow shard (pyarrow's errors are ValueErrors)
-        raise DataError(str(path), None, "invalid_file", f"the datasets folder cannot be read ({type(e).__name__}: {_shorten(str(e))}); it is incomplete or corrupt: save it again") from None
-    if isinstance(ds, datasets.DatasetDict):
-        if len(ds) != 1:
-            raise DataError(str(path), None, "invalid_file", f"holds splits {sorted(ds)}; pass one split's folder, e.g. {path / sorted(ds)[0]}")
-        ds = next(iter(ds.values()))
-    ds = ds.with_format("arrow")  # raw rows: images stay {"bytes", "path"} so a bad one is reported, not raised
-    base = path.resolve()
-    for start in range(0, len(ds), 256):
-        for offset, row in enumerate(ds[start : start + 256].to_pylist()):
-            index = start + offset
-            yield f"{path}:row {index}", f"{path.name}-{index}", base, row
+            if isinstance(raw.row, DataError):
+                raise raw.row
+            problem, refs = parse_row(raw.row, where=raw.where, default_id=raw.default_id, base_dir=raw.base_dir)
+            if open_images:
+                problem.images = [open_image(ref, raw.where) for ref in refs]
+            if problem.id in first_seen:
+                raise DataError(raw.where, "id", "duplicate_id", f"id {problem.id!r} was already used at {first_seen[problem.id]}; ids must be unique")
+            first_seen[problem.id] = raw.where
+        except DataError as error:
+            yield raw.where, error, []
+            continue
+        yield raw.where, problem, refs
 
 
 def row_to_problem(row: Any, *, where: str, default_id: str, base_dir: Path) -> Problem:
     """One raw record (a dict from JSON, Parquet or datasets) to a `Problem`; `DataError` naming the field if bad."""
+    problem, refs = parse_row(row, where=where, default_id=default_id, base_dir=base_dir)
+    problem.images = [open_image(ref, where) for ref in refs]
+    return problem
+
+
+def parse_row(row: Any, *, where: str, default_id: str, base_dir: Path) -> tuple[Problem, list[ImageRef]]:
+    """One raw record checked: a `Problem` without images, and its images found (paths exist) but not opened."""
     if not isinstance(row, dict):
         raise DataError(where, None, "invalid_row", f"is a JSON {_json_kind(row)}, not an object; each line must be one object like {{\"question\": ..., \"answer\": ...}}")
     question = _first(row, QUESTION_KEYS)
@@ -228,13 +156,13 @@ def row_to_problem(row: Any, *, where: str, default_id: str, base_dir: Path) -> 
     if not isinstance(metadata, dict):
         raise DataError(where, "metadata", "invalid_field", f"must be an object, got {type(metadata).__name__}")
     extras = {k: v for k, v in row.items() if k not in KNOWN_KEYS and _is_plain(v)}
-    images = [_load_image(value, field, base_dir, where) for field, value in _image_fields(row, where)]
+    refs = [_image_ref(value, field, base_dir, where) for field, value in _image_fields(row)]
     try:
-        return Problem(
+        problem = Problem(
             id=problem_id,
             question=question,
             answer=answer,
-            images=images,
+            images=[],
             choices=choices,
             answer_type=answer_type,
             source=str(row.get("source") or ""),
@@ -246,6 +174,7 @@ def row_to_problem(row: Any, *, where: str, default_id: str, base_dir: Path) -> 
         field_name = m.group(1) if m else None
         is_choice = field_name is not None and field_name.startswith("choices")
         raise DataError(where, field_name, "invalid_choices" if is_choice else "invalid_field", str(e)) from None
+    return problem, refs
 
 
 def _json_kind(value: Any) -> str:
@@ -339,7 +268,7 @@ def _is_plain(value: Any) -> bool:
     return True
 
 
-def _image_fields(row: dict, where: str) -> list[tuple[str, Any]]:
+def _image_fields(row: dict) -> list[tuple[str, Any]]:
     images = row.get("images")
     if images is not None:
         if not isinstance(images, (list, tuple)):
@@ -350,9 +279,10 @@ def _image_fields(row: dict, where: str) -> list[tuple[str, Any]]:
     return []
 
 
-def _load_image(value: Any, field: str, base_dir: Path, where: str) -> Image.Image:
+def _image_ref(value: Any, field: str, base_dir: Path, where: str) -> ImageRef:
+    """Where the image is: its bytes, or a path that exists (relative paths against `base_dir`)."""
     if isinstance(value, Image.Image):
-        return to_rgb(value.copy())
+        return ImageRef(field, "image", value)
     if isinstance(value, dict):  # the datasets Image feature encoding
         if value.get("bytes"):
             value = value["bytes"]
@@ -361,46 +291,56 @@ def _load_image(value: Any, field: str, base_dir: Path, where: str) -> Image.Ima
         else:
             raise DataError(where, field, "image_not_found", "image entry has neither 'bytes' nor 'path'")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _decode(bytes(value), field, where, "image bytes")
+        return ImageRef(field, "image bytes", {"bytes": bytes(value), "path": None})
     if isinstance(value, (str, Path)):
-        shown = _shorten(str(value))
+        shown = shorten(str(value))
         if "\x00" in str(value):  # the OS cannot open such a path; it is a mangled string
             raise DataError(where, field, "invalid_field", f"image path {shown!r} contains a NUL byte (\\x00) at position {str(value).index(chr(0))}; fix the path in the data file")
-        try:
-            resolved = Path(value).expanduser()
-            if not resolved.is_absolute():
-                resolved = base_dir / resolved
-            found = resolved.is_file()
+        try:  # os.path and one stat, not pathlib: this runs once per image of a set of many thousands
+            resolved = str(Path(value).expanduser()) if str(value).startswith("~") else str(value)
+            resolved = os.path.normpath(os.path.join(base_dir, resolved))
+            try:
+                found = stat.S_ISREG(os.stat(resolved).st_mode)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+                    raise
+                found = False
         except (OSError, RuntimeError) as e:  # a name too long, an unknown ~user
             detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise DataError(where, field, "image_not_found", f"image path {shown!r} cannot be used ({detail}); fix the path in the data file") from None
         if not found:
-            raise DataError(where, field, "image_not_found", f"image '{shown}' not found (resolved to {_shorten(str(resolved.resolve()))}); relative paths are resolved against the data file's folder")
-        try:
-            data = resolved.read_bytes()
-        except OSError as e:
-            raise DataError(where, field, "image_unreadable", f"image '{shown}' cannot be read ({type(e).__name__}: {e.strerror}); check its permissions") from None
-        return _decode(data, field, where, f"image '{shown}'")
+            raise DataError(where, field, "image_not_found", f"image '{shown}' not found (resolved to {shorten(str(Path(resolved).resolve()))}); relative paths are resolved against the data file's folder")
+        return ImageRef(field, f"image '{shown}'", {"bytes": None, "path": resolved})
     raise DataError(where, field, "image_unreadable", f"unsupported image value of type {type(value).__name__}; use a path, bytes, a {{'bytes', 'path'}} dict or a PIL image")
 
 
-def _decode(data: bytes, field: str, where: str, what: str) -> Image.Image:
+def open_image(ref: ImageRef, where: str) -> Image.Image:
+    """The image of `ref`, read, decoded and in RGB; `DataError` naming the row and field if it cannot be."""
+    if isinstance(ref.value, Image.Image):
+        return to_rgb(ref.value.copy())
+    return decode_image(read_image_bytes(ref, where), ref, where)[0]
+
+
+def read_image_bytes(ref: ImageRef, where: str) -> bytes:
+    if ref.value["bytes"] is not None:
+        return ref.value["bytes"]
+    try:
+        return Path(ref.value["path"]).read_bytes()
+    except OSError as e:
+        raise DataError(where, ref.field, "image_unreadable", f"{ref.label} cannot be read ({type(e).__name__}: {e.strerror}); check its permissions") from None
+
+
+def decode_image(data: bytes, ref: ImageRef, where: str) -> tuple[Image.Image, bool]:
+    """The RGB image, and whether the file holds exactly it: RGB already, and no EXIF orientation to apply."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            plain = image.mode == "RGB" and image.getexif().get(Image.ExifTags.Base.Orientation) is None
             rgb = to_rgb(image)
-            return rgb.copy() if rgb is image else rgb
+            return (rgb.copy() if rgb is image else rgb), plain
     except Exception as e:  # PIL raises many kinds for truncated or garbage data
         detail = "not a recognised image format" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}"
-        raise DataError(where, field, "image_unreadable", f"{what} cannot be decoded ({detail}); the file is corrupt or not an image") from None
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "problem"
+        raise DataError(where, ref.field, "image_unreadable", f"{ref.label} cannot be decoded ({detail}); the file is corrupt or not an image") from None
 
 
 def save_problems(problems: list[Problem], path: str | Path) -> Path:
@@ -413,7 +353,7 @@ def save_problems(problems: list[Problem], path: str | Path) -> Path:
     used: set[str] = set()
     lines = []
     for problem in problems:
-        stem = _safe_name(problem.id)
+        stem = safe_stem(problem.id, "problem")
         while stem in used:  # two ids that sanitise to the same name
             stem += "_"
         used.add(stem)
@@ -438,32 +378,3 @@ def save_problems(problems: list[Problem], path: str | Path) -> Path:
         except TypeError as e:
             raise TypeError(f"problem {problem.id!r}: metadata is not JSON-serialisable ({e})") from None
     return atomic_write_text(path, "".join(lines))
-
-
-def problems_to_dataset(problems: list[Problem]):
-    """A `datasets.Dataset` with columns id, question, answer, choices, answer_type, source, solution, images."""
-    import datasets
-
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "answer": datasets.Value("string"),
-            "choices": datasets.List(datasets.Value("string")),
-            "answer_type": datasets.Value("string"),
-            "source": datasets.Value("string"),
-            "solution": datasets.Value("string"),
-            "images": datasets.List(datasets.Image()),
-        }
-    )
-    columns = {
-        "id": [p.id for p in problems],
-        "question": [p.question for p in problems],
-        "answer": [p.answer for p in problems],
-        "choices": [p.choices for p in problems],
-        "answer_type": [p.answer_type for p in problems],
-        "source": [p.source for p in problems],
-        "solution": [p.solution for p in problems],
-        "images": [list(p.images) for p in problems],
-    }
-    return datasets.Dataset.from_dict(columns, features=features)

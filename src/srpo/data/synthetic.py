@@ -1,3 +1,4 @@
+# Over 400 lines: five problem families, each keeping its drawing, question and worked solution together.
 """Procedural visual reasoning problems drawn with PIL: exact answers, worked solutions, deterministic by seed.
 
 Problem `i` of seed `s` depends only on (s, i), its family and its difficulty: `random.Random` is seeded per problem,
