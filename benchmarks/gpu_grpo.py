@@ -134,7 +134,7 @@ def load_recipe(path: str) -> dict:
 
     recipe = yaml.safe_load(Path(path).read_text())
     return {k: recipe[k] for k in ("num_generations", "per_device_train_batch_size", "temperature", "learning_rate",
-                                   "lr_scheduler_type", "min_lr_rate", "warmup_ratio", "beta", "loss_type",
+                                   "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "beta", "loss_type",
                                    "scale_rewards", "gradient_checkpointing", "bf16", "freeze_vision", "max_pixels")}
 
 
@@ -346,8 +346,8 @@ def grpo_settings(setting: str, recipe: dict, args, on_gpu: bool) -> tuple[dict,
         "temperature": recipe["temperature"],
         "learning_rate": recipe["learning_rate"],
         "lr_scheduler_type": recipe["lr_scheduler_type"],
-        "lr_scheduler_kwargs": {"min_lr_rate": recipe["min_lr_rate"]},
-        "warmup_steps": recipe["warmup_ratio"],
+        "lr_scheduler_kwargs": recipe["lr_scheduler_kwargs"],
+        "warmup_steps": recipe["warmup_steps"],
         "beta": recipe["beta"],
         "loss_type": recipe["loss_type"],
         "scale_rewards": recipe["scale_rewards"],

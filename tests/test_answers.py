@@ -1,4 +1,4 @@
-"""srpo.answers: extraction and verification (SPEC §4 "Answer verification")."""
+"""srpo.answers: extraction and verification (docs/method.md#rewards "Answer verification")."""
 
 from __future__ import annotations
 

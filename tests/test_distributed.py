@@ -29,7 +29,7 @@ def test_two_rank_grpo_on_cpu(tiny_model_dir, problems_file, tmp_path):
     # 2 prompts x 4 generations = 8 completions per step; 2 ranks x 2 per device = 4 per micro-step, so rl.py sets
     # gradient_accumulation_steps = 8 / 4 = 2 from WORLD_SIZE (a single process would get 4).
     config.write_text(
-        f"model: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
+        f"model_name_or_path: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
         "prompts_per_step: 2\nper_device_train_batch_size: 2\nmax_completion_length: 8\nmax_steps: 2\n"
         "save_steps: 2\nlogging_steps: 1\nreport_to: [tensorboard]\nmax_prompt_length: 512\nlearning_rate: 1.0e-4\n"
     )
@@ -100,11 +100,11 @@ def test_adapter_from_a_sharded_or_4bit_run_is_merged_into_a_bf16_base(tiny_mode
     # save_final's path for LoRA under ZeRO-3 / FSDP / QLoRA, where the adapter is saved and merged afterwards.
     from peft import get_peft_model
 
-    from srpo.config import SFTStageConfig
+    from srpo.config import SRPOSFTConfig
     from srpo.train.common import _merge_adapter_on_cpu, lora_config
 
     model, processor = load_policy(tiny_model_dir)
-    peft_model = get_peft_model(model, lora_config(SFTStageConfig(lora=True, lora_r=4)))
+    peft_model = get_peft_model(model, lora_config(SRPOSFTConfig(model_name_or_path="m", dataset="d", use_peft=True, lora_r=4)))
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:  # non-zero, so the merge changes the weights
             torch.nn.init.normal_(param, std=0.1)

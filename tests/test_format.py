@@ -1,4 +1,4 @@
-"""srpo.format: parsing, strict checks and rendering (SPEC §1, §4)."""
+"""srpo.format: parsing, strict checks and rendering (docs/method.md#format, #rewards)."""
 
 from __future__ import annotations
 

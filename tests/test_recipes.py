@@ -9,10 +9,9 @@ import pytest
 import torch
 import yaml
 
-from srpo.config import ReflectConfig, RLStageConfig, SFTStageConfig, load_config
+from srpo.config import ConfigError, ReflectConfig, SRPOGRPOConfig, SRPOSFTConfig, parse_config
 from srpo.train.common import check_dependencies
-from srpo.train.rl import build_rl_trainer, grpo_args
-from srpo.train.sft import sft_args
+from srpo.train.rl import build_rl_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -39,18 +38,18 @@ def test_every_recipe_directory_has_both_stages_and_a_world_size():
 
 @pytest.mark.parametrize("path", SFT_RECIPES, ids=recipe_id)
 def test_sft_recipe_builds_its_trainer_arguments(path):
-    cfg = load_config(SFTStageConfig, path)
-    args = sft_args(cfg)
+    args = cfg = parse_config(SRPOSFTConfig, ["--config", str(path)])
     world = WORLD_SIZE[path.parent.name]
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     assert global_batch == SFT_GLOBAL_BATCH[path.parent.name]
     assert args.completion_only_loss
-    assert cfg.freeze_vision  # SPEC §3.5: vision tower and projector frozen
+    assert cfg.freeze_vision  # docs/method.md#reflection-sft: vision tower and projector frozen
     if path.parent.name not in PAPER_MODELS:
         return
-    # SPEC §3.5
-    assert cfg.model == PAPER_MODELS[path.parent.name]
-    assert not cfg.lora and cfg.bf16 and cfg.gradient_checkpointing
+    # docs/method.md#reflection-sft
+    assert cfg.model_name_or_path == PAPER_MODELS[path.parent.name]
+    assert not cfg.use_peft and cfg.gradient_checkpointing
+    assert yaml.safe_load(path.read_text())["bf16"]
     assert args.learning_rate == 1e-5
     assert args.lr_scheduler_type.value == "cosine"
     assert args.warmup_steps == 0.1
@@ -62,22 +61,22 @@ def test_sft_recipe_builds_its_trainer_arguments(path):
 
 
 @pytest.mark.parametrize("path", RL_RECIPES, ids=recipe_id)
-def test_rl_recipe_builds_its_trainer_arguments(path):
-    cfg = load_config(RLStageConfig, path)
+def test_rl_recipe_builds_its_trainer_arguments(path, monkeypatch):
     world = WORLD_SIZE[path.parent.name]
-    args = grpo_args(cfg, world_size=world)
+    monkeypatch.setattr("srpo.config.launched_processes", lambda: world)
+    args = cfg = parse_config(SRPOGRPOConfig, ["--config", str(path)])
     completions = cfg.prompts_per_step * cfg.num_generations
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps * world == completions
     assert args.steps_per_generation == args.gradient_accumulation_steps  # one generation per optimizer step
     assert args.num_generations == cfg.num_generations
-    assert args.lr_scheduler_type.value == cfg.lr_scheduler_type
+    assert args.lr_scheduler_type.value == yaml.safe_load(path.read_text()).get("lr_scheduler_type", "cosine_with_min_lr")
     assert args.vllm_importance_sampling_correction is False
     if path.parent.name not in PAPER_MODELS:
         return
-    # SPEC §5
-    assert cfg.model == f"outputs/{path.parent.name}/sft/final"
-    sft = load_config(SFTStageConfig, path.with_name("sft.yaml"))
-    assert cfg.model == f"{sft.output_dir}/final"  # starts from the stage-1 recipe's final model
+    # docs/method.md#grpo
+    assert cfg.model_name_or_path == f"outputs/{path.parent.name}/sft/final"
+    sft = parse_config(SRPOSFTConfig, ["--config", str(path.with_name("sft.yaml"))])
+    assert cfg.model_name_or_path == f"{sft.output_dir}/final"  # starts from the stage-1 recipe's final model
     assert (cfg.num_generations, cfg.prompts_per_step, completions) == (8, 128, 1024)
     assert args.temperature == 1.0
     assert args.learning_rate == 1e-6
@@ -86,7 +85,9 @@ def test_rl_recipe_builds_its_trainer_arguments(path):
     assert args.beta == 0.0 and args.loss_type == "grpo" and args.scale_rewards == "group"
     assert cfg.max_prompt_length == 1024 and args.max_completion_length == 2048
     assert args.max_steps == 500
-    assert cfg.bf16 and cfg.freeze_vision and not cfg.lora and cfg.gradient_checkpointing
+    assert yaml.safe_load(path.read_text())["bf16"]
+    assert args.bf16 == torch.cuda.is_available()  # bf16 on a GPU; CPU builds the arguments in fp32
+    assert cfg.freeze_vision and not cfg.use_peft and cfg.gradient_checkpointing
     assert cfg.max_pixels == 262144
     assert cfg.preset == "paper" and cfg.system_prompt == "reflection"
     assert args.use_vllm and args.vllm_mode == "colocate"
@@ -97,62 +98,65 @@ def test_rl_recipe_builds_its_trainer_arguments(path):
 
 @pytest.mark.parametrize("name", sorted(PAPER_MODELS))
 def test_reflect_recipe_feeds_the_sft_recipe_with_the_papers_settings(name):
-    cfg = load_config(ReflectConfig, RECIPES / name / "reflect.yaml")
-    assert cfg.out == load_config(SFTStageConfig, RECIPES / name / "sft.yaml").dataset
-    # SPEC §3.2-§3.4
+    cfg = parse_config(ReflectConfig, ["--config", str(RECIPES / name / "reflect.yaml")])
+    assert cfg.out == parse_config(SRPOSFTConfig, ["--config", str(RECIPES / name / "sft.yaml")]).dataset
+    # docs/method.md#reflection-data
     assert cfg.system_prompt == "attempt" and cfg.attempt_temperature == 0.2 and cfg.attempt_max_new_tokens == 1024
     assert cfg.right_fraction == 0.3 and cfg.max_examples == 10000
     assert cfg.teacher_model == "o4-mini" and cfg.teacher_temperature is None
     assert cfg.policy.startswith("http://") and cfg.teacher.startswith("https://")
 
 
-def test_grpo_accumulation_follows_the_world_size():
-    cfg = load_config(RLStageConfig, RECIPES / "qwen2_5_vl_7b" / "rl.yaml")
-    assert grpo_args(cfg, world_size=8).gradient_accumulation_steps == 32
-    assert grpo_args(cfg, world_size=16).gradient_accumulation_steps == 16  # two nodes: same 1024 per step
-    # (Without world_size, $WORLD_SIZE from `accelerate launch` is used: tests/test_distributed.py checks it.)
-    with pytest.raises(ValueError, match="must be a multiple of"):
-        grpo_args(cfg, world_size=6)
+def rl_recipe(name: str, *flags: str) -> SRPOGRPOConfig:
+    return parse_config(SRPOGRPOConfig, ["--config", str(RECIPES / name / "rl.yaml"), *flags])
 
 
-def test_vllm_options_reach_the_grpo_config():
-    cfg = load_config(
-        RLStageConfig,
-        RECIPES / "qwen2_5_vl_7b" / "rl.yaml",
-        ["--vllm_mode", "server", "--vllm_server_base_url", "http://10.0.0.5:8000",
-         "--trainer.vllm_importance_sampling_correction", "true", "--trainer.vllm_max_model_length", "4096"],
-    )  # fmt: skip
-    args = grpo_args(cfg, world_size=8)
+def test_grpo_accumulation_follows_the_world_size(monkeypatch):
+    for world, accumulation in ((8, 32), (16, 16)):  # two nodes: the same 1024 completions per step
+        monkeypatch.setattr("srpo.config.launched_processes", lambda world=world: world)
+        assert rl_recipe("qwen2_5_vl_7b").gradient_accumulation_steps == accumulation
+    monkeypatch.setattr("srpo.config.launched_processes", lambda: 6)
+    with pytest.raises(ConfigError, match="must be a multiple of"):
+        rl_recipe("qwen2_5_vl_7b")
+
+
+def test_every_trl_flag_overrides_the_recipe(monkeypatch):
+    monkeypatch.setattr("srpo.config.launched_processes", lambda: 8)
+    args = rl_recipe("qwen2_5_vl_7b", "--vllm_mode", "server", "--vllm_server_base_url", "http://10.0.0.5:8000",
+                     "--vllm_importance_sampling_correction", "true", "--vllm_max_model_length", "4096",
+                     "--learning_rate", "2e-6", "--max_grad_norm", "0.5", "--lr_scheduler_kwargs",
+                     '{"min_lr_rate": 0.2}')
     assert args.vllm_mode == "server" and args.vllm_server_base_url == "http://10.0.0.5:8000"
-    assert args.vllm_importance_sampling_correction is True  # `trainer:` overrides our defaults
+    assert args.vllm_importance_sampling_correction is True  # TRL's own keys override srpo's defaults
     assert args.vllm_max_model_length == 4096
-    cfg32 = load_config(RLStageConfig, RECIPES / "qwen2_5_vl_32b" / "rl.yaml")
-    args32 = grpo_args(cfg32, world_size=32)
+    assert args.learning_rate == 2e-6 and args.max_grad_norm == 0.5 and args.lr_scheduler_kwargs == {"min_lr_rate": 0.2}
+    monkeypatch.setattr("srpo.config.launched_processes", lambda: 32)
+    args32 = rl_recipe("qwen2_5_vl_32b")
     assert (args32.vllm_tensor_parallel_size, args32.vllm_gpu_memory_utilization) == (4, 0.4)
     assert args32.vllm_enable_sleep_mode
-    with pytest.raises(ValueError, match="vllm_mode: 'remote' is unknown"):
-        grpo_args(load_config(RLStageConfig, overrides=["--model", "m", "--dataset", "d", "--vllm_mode", "remote"]))
+    with pytest.raises(ConfigError, match="vllm_mode: 'remote' is unknown"):
+        rl_recipe("qwen2_5_vl_32b", "--vllm_mode", "remote")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_use_vllm_without_vllm_is_a_clear_error(tmp_path):
-    cfg = RLStageConfig(model=str(tmp_path / "missing"), dataset="x", use_vllm=True, vllm_mode="server")
+    cfg = SRPOGRPOConfig(model_name_or_path=str(tmp_path / "missing"), dataset="x", use_vllm=True, vllm_mode="server")
     with pytest.raises(ImportError, match=r"use_vllm: true \(vllm_mode: server\) needs vLLM.*pip install srpo\[vllm\]"):
         build_rl_trainer(cfg)  # fails before touching the (missing) model
 
 
 def test_qlora_liger_and_attention_options_are_checked_before_loading():
-    with pytest.raises(ValueError, match="load_in_4bit: true is QLoRA.*set lora: true"):
-        check_dependencies(SFTStageConfig(load_in_4bit=True))
+    with pytest.raises(ConfigError, match="load_in_4bit: true is QLoRA.*set use_peft: true"):
+        SRPOSFTConfig(model_name_or_path="m", dataset="d", load_in_4bit=True)
     if importlib.util.find_spec("bitsandbytes") is None:
         with pytest.raises(ImportError, match="pip install bitsandbytes"):
-            check_dependencies(SFTStageConfig(load_in_4bit=True, lora=True))
+            check_dependencies(SRPOSFTConfig(model_name_or_path="m", dataset="d", load_in_4bit=True, use_peft=True))
     if importlib.util.find_spec("liger_kernel") is None:
         with pytest.raises(ImportError, match="pip install liger-kernel"):
-            check_dependencies(RLStageConfig(use_liger_kernel=True))
-    with pytest.raises(ValueError, match="use_vllm: true cannot load the 4-bit"):
-        grpo_args(RLStageConfig(model="m", dataset="d", use_vllm=True, lora=True, load_in_4bit=True))
-    args = grpo_args(RLStageConfig(model="m", dataset="d", use_liger_kernel=True, gradient_checkpointing=True))
+            check_dependencies(SRPOGRPOConfig(model_name_or_path="m", dataset="d", use_liger_kernel=True))
+    with pytest.raises(ConfigError, match="use_vllm: true cannot load the 4-bit"):
+        SRPOGRPOConfig(model_name_or_path="m", dataset="d", use_vllm=True, use_peft=True, load_in_4bit=True)
+    args = SRPOGRPOConfig(model_name_or_path="m", dataset="d", use_liger_kernel=True, gradient_checkpointing=True)
     assert args.use_liger_kernel and args.activation_checkpointing
 
 

@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from srpo.cli import app
-from srpo.config import RLStageConfig, SFTStageConfig
+from srpo.config import SRPOGRPOConfig, SRPOSFTConfig
 from srpo.data import generate_problems, problems_to_dataset, save_problems
 from srpo.models import ModelLoadError, load_model
 from srpo.train.checkpoints import CheckpointMismatch, incomplete_reason
@@ -29,10 +29,10 @@ pytestmark = pytest.mark.slow
 
 
 def sft_config(model, data, out, **kw):
-    base = dict(model=str(model), dataset=str(data), output_dir=str(out), max_steps=4, save_steps=2,
+    base = dict(model_name_or_path=str(model), dataset=str(data), output_dir=str(out), max_steps=4, save_steps=2,
                 per_device_train_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-3, report_to=[],
-                logging_steps=1, warmup_ratio=0.0)
-    return SFTStageConfig(**{**base, **kw})
+                logging_steps=1, warmup_steps=0.0)
+    return SRPOSFTConfig(**{**base, **kw})
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
@@ -48,7 +48,7 @@ def file_digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("options", [dict(freeze_vision=False), dict(freeze_vision=True), dict(lora=True, lora_r=4)],
+@pytest.mark.parametrize("options", [dict(freeze_vision=False), dict(freeze_vision=True), dict(use_peft=True, lora_r=4)],
                          ids=["full", "frozen-vision", "lora"])
 def test_sft_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(tiny_model_dir, sft_dataset, tmp_path,
                                                                            options):
@@ -72,16 +72,16 @@ def answering_model(tmp_path_factory, tiny_model_dir):
         "target", [f"<think>{p.answer}</think> <answer>{p.answer}</answer>" for p in problems])
     ds.save_to_disk(str(root / "data" / "dataset"))
     cfg = sft_config(tiny_model_dir, root / "data", root / "sft", max_steps=30, per_device_train_batch_size=4,
-                     learning_rate=3e-3, warmup_ratio=0.1, save_steps=1000, logging_steps=10, system_prompt="attempt")
+                     learning_rate=3e-3, warmup_steps=0.1, save_steps=1000, logging_steps=10, system_prompt="attempt")
     return run_sft(cfg).final, save_problems(problems, root / "problems.jsonl")
 
 
 def rl_config(model, problems, out, **kw):
-    base = dict(model=str(model), dataset=str(problems), output_dir=str(out), preset="grpo", system_prompt="attempt",
+    base = dict(model_name_or_path=str(model), dataset=str(problems), output_dir=str(out), preset="grpo", system_prompt="attempt",
                 num_generations=4, prompts_per_step=2, per_device_train_batch_size=4, max_completion_length=12,
-                max_steps=4, save_steps=2, learning_rate=2e-4, warmup_ratio=0.0, report_to=[], logging_steps=1,
+                max_steps=4, save_steps=2, learning_rate=2e-4, warmup_steps=0.0, report_to=[], logging_steps=1,
                 max_prompt_length=512, seed=3)
-    return RLStageConfig(**{**base, **kw})
+    return SRPOGRPOConfig(**{**base, **kw})
 
 
 def test_rl_resumed_from_a_checkpoint_starts_from_its_tensors_and_ends_identical(answering_model, tmp_path):
@@ -125,9 +125,9 @@ def test_rl_resumed_from_a_checkpoint_starts_from_its_tensors_and_ends_identical
 
 
 def write_sft_yaml(path, model, data, out, **kw):
-    values = {"model": str(model), "dataset": str(data), "output_dir": str(out), "max_steps": 4, "save_steps": 2,
+    values = {"model_name_or_path": str(model), "dataset": str(data), "output_dir": str(out), "max_steps": 4, "save_steps": 2,
               "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
-              "report_to": [], "logging_steps": 1, "warmup_ratio": 0.0, **kw}
+              "report_to": [], "logging_steps": 1, "warmup_steps": 0.0, **kw}
     path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in values.items()))
     return path
 
@@ -210,11 +210,11 @@ def test_a_checkpoint_with_other_tensor_names_stops_the_resume(tiny_model_dir, s
 
 
 def test_a_lora_checkpoint_that_does_not_fit_the_adapter_stops_the_resume(tiny_model_dir, sft_dataset, tmp_path):
-    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "a", max_steps=2, lora=True, lora_r=4))
+    run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "a", max_steps=2, use_peft=True, lora_r=4))
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
     with pytest.raises(CheckpointMismatch, match=r"adapter_model\.safetensors does not match .* of its tensors are "
                                                  r"not in the model \(.*mlp"):
-        run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "b", lora=True, lora_r=4,
+        run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path / "b", use_peft=True, lora_r=4,
                            lora_target_modules=r"^(?!.*visual).*\.(q_proj|v_proj)$"))
 
 

@@ -1,4 +1,4 @@
-"""srpo.rewards: every case of SPEC §4 for each preset, bounds, and the TRL adapters."""
+"""srpo.rewards: every case of docs/method.md#rewards for each preset, bounds, and the TRL adapters."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def no_length(b: RewardBreakdown) -> float:
 
 CASES = {"right_to_right": (RIGHT, RIGHT), "wrong_to_right": (WRONG, RIGHT), "right_to_wrong": (RIGHT, WRONG), "wrong_to_wrong": (WRONG, WRONG)}
 
-# SPEC §4: totals of a well-formed response, length term aside.
+# docs/method.md#rewards: totals of a well-formed response, length term aside.
 EXPECTED = {
     "paper": {"right_to_right": 1.5, "wrong_to_right": 1.25, "right_to_wrong": 1.0, "wrong_to_wrong": 0.75},
     "reference": {"wrong_to_right": 1.5, "right_to_right": 1.25, "right_to_wrong": 0.75, "wrong_to_wrong": 0.5},
@@ -77,7 +77,7 @@ def test_transitions_table(preset, transition):
     ],
 )
 def test_preset_orders(preset, order):
-    """SPEC §4: the presets rank outcomes differently; pin both orders (strict)."""
+    """docs/method.md#rewards: the presets rank outcomes differently; pin both orders (strict)."""
     vals = [no_length(score_response(five(*CASES[t]), GOLD, preset=preset)) for t in order]
     assert vals == sorted(vals, reverse=True) and len(set(vals)) == 4
 
@@ -120,7 +120,7 @@ def test_single_answer(preset, response, expected):
 
 
 def test_single_answer_length_uses_that_attempt():
-    """SPEC §4: with a single answer f_len uses T0 of that attempt."""
+    """docs/method.md#rewards: with a single answer f_len uses T0 of that attempt."""
     b = score_response(SINGLE_RIGHT, GOLD, preset="paper")
     t0 = default_token_count("We add 2 and 3.") + default_token_count("$\\boxed{5}$")
     assert b.length == pytest.approx(0.1 * length_factor(default_token_count(SINGLE_RIGHT), t0))
@@ -178,7 +178,7 @@ def test_malformed_paper_terms(name, paper_terms):
 
 
 def test_reference_zero_fallback():
-    """SPEC §4 reference: fewer than two <think> or two <answer> blocks -> every term 0."""
+    """docs/method.md#rewards reference: fewer than two <think> or two <answer> blocks -> every term 0."""
     cases = [
         render_sft_target("We add.", RIGHT, "Fine.", RIGHT),  # one think (SFT shape)
         MALFORMED["unclosed_final"],  # one closed answer

@@ -8,25 +8,23 @@ import time
 
 import pytest
 import torch
+from trl.data_utils import prepare_multimodal_messages
 
-from srpo.config import RLStageConfig, SFTStageConfig
-from srpo.data import load_problems
+from srpo.config import SRPOGRPOConfig, SRPOSFTConfig
 from srpo.format import render_response
 from srpo.models import load_model
-from srpo.models import load_processor
-from srpo.prompts import problem_messages, system_prompt
-from srpo.train.common import PromptTooLongError, prompt_token_count
 from srpo.train.rl import build_rl_trainer
 from srpo.train.sft import build_sft_trainer, run_sft
+from srpo.train.training_data import PromptTooLongError, prompt_token_counts
 
 pytestmark = pytest.mark.slow
 
 
 def sft_config(tiny_model_dir, sft_dataset, tmp_path, **kw):
-    base = dict(model=str(tiny_model_dir), dataset=str(sft_dataset), output_dir=str(tmp_path / "sft"), max_steps=2,
+    base = dict(model_name_or_path=str(tiny_model_dir), dataset=str(sft_dataset), output_dir=str(tmp_path / "sft"), max_steps=2,
                 per_device_train_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-3, report_to=[],
                 save_steps=100, logging_steps=1)
-    return SFTStageConfig(**{**base, **kw})
+    return SRPOSFTConfig(**{**base, **kw})
 
 
 def test_sft_loss_is_on_the_assistant_completion_only(tiny_model_dir, sft_dataset, tmp_path):
@@ -46,7 +44,7 @@ def test_sft_loss_is_on_the_assistant_completion_only(tiny_model_dir, sft_datase
 
 def test_sft_with_lora_keeps_vision_frozen_and_saves_a_merged_model(tiny_model_dir, sft_dataset, tmp_path):
     before = load_model(tiny_model_dir)
-    final = run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path, lora=True, lora_r=4, freeze_vision=True)).final
+    final = run_sft(sft_config(tiny_model_dir, sft_dataset, tmp_path, use_peft=True, lora_r=4, freeze_vision=True)).final
     after = load_model(final)
     changed = {n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])}
     assert changed, "training changed nothing"
@@ -55,10 +53,10 @@ def test_sft_with_lora_keeps_vision_frozen_and_saves_a_merged_model(tiny_model_d
 
 
 def rl_config(model, problems_file, tmp_path, **kw):
-    base = dict(model=str(model), dataset=str(problems_file), output_dir=str(tmp_path / "rl"), num_generations=4,
+    base = dict(model_name_or_path=str(model), dataset=str(problems_file), output_dir=str(tmp_path / "rl"), num_generations=4,
                 prompts_per_step=2, per_device_train_batch_size=8, max_completion_length=12, max_steps=2,
                 learning_rate=1e-5, report_to=[], save_steps=100, logging_steps=1, max_prompt_length=512)
-    return RLStageConfig(**{**base, **kw})
+    return SRPOGRPOConfig(**{**base, **kw})
 
 
 def test_group_accuracy_filter_silences_groups_outside_the_band(tiny_model_dir, problems_file, tmp_path):
@@ -77,28 +75,26 @@ def test_group_accuracy_filter_silences_groups_outside_the_band(tiny_model_dir, 
 def test_over_long_image_prompts_are_rejected_by_id_or_skipped(tiny_model_dir, problems_file, tmp_path):
     with pytest.raises(PromptTooLongError, match=r"are longer than max_prompt_length=40 allows \(40 tokens\): syn-"):
         build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, max_prompt_length=40))
-    # The count from image sizes is the processor's own, image tokens included.
-    processor = load_processor(tiny_model_dir)
-    system = system_prompt("reflection")
-    counts = {}
-    for problem in load_problems(problems_file):
-        messages = problem_messages(problem.question_with_choices(), len(problem.images), system)
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        real = processor(text=[text], images=problem.images or None, return_tensors="pt")["input_ids"].shape[1]
-        counts[problem.id] = prompt_token_count(processor, problem.question_with_choices(), problem.images, system)
-        assert counts[problem.id] == real
+    # The count from image sizes is exactly what GRPOTrainer tokenizes, image tokens included: its own
+    # _tokenize_prompts on the rows it reads.
+    trainer = build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path))
+    rows = list(trainer.train_dataset)
+    prompt_ids, _, _ = trainer._tokenize_prompts([prepare_multimodal_messages(r["prompt"], images=r["images"])
+                                                  for r in rows])
+    counts = prompt_token_counts(trainer.processing_class, [r["prompt"] for r in rows], [r["images"] for r in rows])
+    assert counts == [len(ids) for ids in prompt_ids]
     # With skip_bad the longer prompts are dropped and the rest train.
-    limit = sorted(counts.values())[len(counts) // 2]
+    limit = sorted(counts)[len(counts) // 2]
     trainer = build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, max_prompt_length=limit,
                                          skip_bad=True))
-    assert sorted(trainer.train_dataset["id"]) == sorted(i for i, n in counts.items() if n <= limit)
+    assert trainer.train_dataset["id"] == [r["id"] for r, n in zip(rows, counts) if n <= limit]
 
 
 def test_rl_killed_after_first_checkpoint_resumes(tiny_model_dir, problems_file, tmp_path):
     out = tmp_path / "rl"
     config = tmp_path / "rl.yaml"
     config.write_text(
-        f"model: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
+        f"model_name_or_path: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
         "prompts_per_step: 2\nper_device_train_batch_size: 8\nmax_completion_length: 8\nmax_steps: 6\n"
         "save_steps: 2\nlogging_steps: 1\nreport_to: []\nmax_prompt_length: 512\n"
     )

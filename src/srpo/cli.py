@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -16,7 +15,6 @@ try:  # typer >= 0.2x ships its own copy of click
     from typer._click.exceptions import UsageError
 except ImportError:
     from click.exceptions import UsageError
-from srpo.eval.cli import eval_app
 
 
 class _Commands(TyperGroup):
@@ -37,8 +35,6 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(help="SRPO: reflection-aware RL for multimodal LLMs, on TRL.", no_args_is_help=True,
                   pretty_exceptions_enable=False, cls=_Commands)
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-app.add_typer(eval_app, name="eval")
 
 
 @app.callback()
@@ -64,17 +60,47 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
-@app.command()
-def demo(
-    quick: bool = typer.Option(False, help="Smaller run (about 3 minutes on 2 CPU cores)."),
-    compare: bool = typer.Option(False, help="Also train plain GRPO from the same stage-1 start."),
-    seed: int = typer.Option(0, help="Seed for data, model and training."),
-    out: Path = typer.Option(Path("runs/demo"), help="Output directory (a rerun resumes)."),
-):
-    """The whole method end to end on a tiny offline model: data, SFT, SRPO GRPO, evaluation, report."""
-    from srpo.demo import demo_config, run_demo
+CONFIG_COMMAND = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
-    run_demo(demo_config(quick=quick, seed=seed, compare=compare, out=str(out)))
+
+def _parse(cls, ctx: typer.Context, defaults: dict | None = None):
+    """`cls` from the command's `--config FILE` and `--key value` arguments (srpo.config.parse_config); `--help` lists
+    every key with its help text and default."""
+    from srpo.config import config_help, parse_config
+
+    if "--help" in ctx.args or "-h" in ctx.args:
+        typer.echo(f"{ctx.command.help}\n\n{config_help(cls, ctx.command_path)}")
+        raise typer.Exit(0)
+    return parse_config(cls, ctx.args, defaults)
+
+
+@app.command(context_settings=CONFIG_COMMAND)
+def demo(ctx: typer.Context):
+    """The whole method end to end on a tiny offline model: data, SFT, SRPO GRPO, evaluation, report.
+
+    Keys: --quick (about 3 minutes on 2 CPU cores), --compare (also plain GRPO from the same stage-1 start), --seed,
+    --out (a rerun resumes), and every DemoConfig field (--help lists them)."""
+    from srpo.demo import QUICK, DemoConfig, run_demo
+
+    run_demo(_parse(DemoConfig, ctx, QUICK if "--quick" in ctx.args else None))
+
+
+@app.command("eval", context_settings=CONFIG_COMMAND)
+def eval_(ctx: typer.Context):
+    """Evaluate a model: generation, official scoring, reflection metrics, report (docs/evaluation.md).
+
+    srpo eval --model MODEL_OR_URL --benchmark NAME[:SPLIT] --out DIR [--key value ...] (--help lists every key);
+    srpo eval score --benchmark NAME --outputs FILE rescores an official-format output file;
+    srpo eval compare RUN_DIR... puts evaluation runs side by side."""
+    from srpo.eval.cli import eval_tools, run_eval_command
+    from srpo.eval.driver import EvalConfig
+
+    if not ctx.args:
+        ctx.args.append("--help")
+    if ctx.args[0] in ("score", "compare"):
+        typer.main.get_command(eval_tools).main(ctx.args, prog_name="srpo eval", standalone_mode=False)
+        return
+    run_eval_command(_parse(EvalConfig, ctx))
 
 
 OVERWRITE = typer.Option(False, "--overwrite", help="Delete output_dir's checkpoints and final/ and start again "
@@ -89,50 +115,46 @@ def _report_run(run) -> None:
         typer.echo(f"final model: {run.final}")
 
 
-@app.command(context_settings=PASS_THROUGH)
-def sft(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (SFTStageConfig)."),
-        overwrite: bool = OVERWRITE):
-    """Stage 1: SFT on reasoning + reflection (TRL SFTTrainer). Overrides: --key value.
+@app.command(context_settings=CONFIG_COMMAND)
+def sft(ctx: typer.Context, overwrite: bool = OVERWRITE):
+    """Stage 1: SFT on reasoning + reflection (TRL's SFTTrainer).
 
-    Rerun with the same output_dir to resume; its config.yaml records the run's settings."""
-    from srpo.config import SFTStageConfig, load_config
+    srpo sft --config recipes/qwen2_5_vl_7b/sft.yaml [--key value ...]: every TRL SFTConfig key and srpo's own
+    (--help lists them). Rerun with the same output_dir to resume; its config.yaml records the run's settings;
+    --overwrite deletes its checkpoints and final/ and starts again."""
+    from srpo.config import SRPOSFTConfig
     from srpo.train.sft import run_sft
 
-    _report_run(run_sft(load_config(SFTStageConfig, config, ctx.args), overwrite=overwrite))
+    _report_run(run_sft(_parse(SRPOSFTConfig, ctx), overwrite=overwrite))
 
 
-@app.command(context_settings=PASS_THROUGH)
-def rl(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (RLStageConfig)."),
-       overwrite: bool = OVERWRITE):
-    """Stage 2: reflection-aware GRPO (TRL GRPOTrainer, SRPO reward). Overrides: --key value.
+@app.command(context_settings=CONFIG_COMMAND)
+def rl(ctx: typer.Context, overwrite: bool = OVERWRITE):
+    """Stage 2: reflection-aware GRPO (TRL's GRPOTrainer, SRPO reward).
 
-    Rerun with the same output_dir to resume; its config.yaml records the run's settings."""
-    from srpo.config import RLStageConfig, load_config
+    srpo rl --config recipes/qwen2_5_vl_7b/rl.yaml [--key value ...]: every TRL GRPOConfig key and srpo's own
+    (--help lists them). Rerun with the same output_dir to resume; its config.yaml records the run's settings;
+    --overwrite deletes its checkpoints and final/ and starts again."""
+    from srpo.config import SRPOGRPOConfig
     from srpo.train.rl import run_rl
 
-    _report_run(run_rl(load_config(RLStageConfig, config, ctx.args), overwrite=overwrite))
+    _report_run(run_rl(_parse(SRPOGRPOConfig, ctx), overwrite=overwrite))
 
 
-@app.command(context_settings=PASS_THROUGH)
-def reflect(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config (ReflectConfig).")):
-    """Stage 1 data: policy attempts, teacher reflections, filtering -> SFT dataset. Overrides: --key value.
+@app.command(context_settings=CONFIG_COMMAND)
+def reflect(ctx: typer.Context):
+    """Stage 1 data: policy attempts, teacher reflections, filtering -> SFT dataset.
 
-    Every ReflectConfig field is a flag (dashes or underscores):
+    srpo reflect --problems FILE --policy MODEL_OR_URL --teacher URL --teacher_model NAME --out DIR
 
-    srpo reflect --problems FILE --policy MODEL_OR_URL --teacher URL --teacher-model NAME --out DIR
-
-    --policy: a local model path, or the http(s) URL of an OpenAI-compatible server (--policy-model NAME).
-
-    --teacher: oracle, or the http(s) URL of an OpenAI-compatible server. The API key is read from the environment variable named by --teacher-api-key-env (default OPENAI_API_KEY).
-
-    Also --concurrency, --max-retries, --malformed-retries, --request-timeout, --teacher-prompt FILE, --teacher-json-mode, --teacher-price-input / --teacher-price-output (USD per 1M tokens), --retry-failed.
-
-    Rerun with the same --out to resume. See docs/teacher.md.
-    """
-    from srpo.config import ReflectConfig, load_config
+    --policy: a local model path, or the http(s) URL of an OpenAI-compatible server (--policy_model NAME).
+    --teacher: oracle, or the http(s) URL of an OpenAI-compatible server; its API key is read from the environment
+    variable named by --teacher_api_key_env (default OPENAI_API_KEY). --help lists every key; --config FILE reads
+    them from YAML. Rerun with the same --out to resume. See docs/teacher.md."""
+    from srpo.config import ReflectConfig
     from srpo.reflect.build import run_reflect
 
-    out = run_reflect(load_config(ReflectConfig, config, ctx.args))
+    out = run_reflect(_parse(ReflectConfig, ctx))
     typer.echo((out / "summary.json").read_text())
 
 
@@ -142,7 +164,7 @@ def plot(
     out: Path = typer.Option(Path("plots"), help="Folder for the PNGs."),
 ):
     """Reward terms and reflection transitions over training steps, from the runs' newest checkpoints."""
-    from srpo.report import load_log_history, plot_training
+    from srpo.train.callbacks import load_log_history, plot_training
 
     from srpo.files import check_output_dir
 

@@ -13,53 +13,17 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from srpo.config import ReflectConfig, RLStageConfig, SFTStageConfig
+from srpo.config import ReflectConfig, SRPOGRPOConfig, SRPOSFTConfig, option
 from srpo.data import load_problems, problems_to_dataset, write_synthetic
-from srpo.eval.local import evaluate_problems
+from srpo.eval.driver import EvalConfig, run_eval
+from srpo.eval.report import reflection_table
 from srpo.format import render_response
 from srpo.models import TinyModelSpec, build_tiny_model
 from srpo.reflect.build import run_reflect
-from srpo.report import (
-    load_log_history,
-    plot_accuracy_per_stage,
-    plot_training,
-    plot_transitions,
-    reward_history,
-    stage_table,
-)
+from srpo.report import plot_accuracy_per_stage, plot_transitions
+from srpo.train.callbacks import load_log_history, plot_training, reward_history
 from srpo.train.rl import run_rl
 from srpo.train.sft import run_sft
-
-
-@dataclass
-class DemoConfig:
-    out: str = "runs/demo"
-    seed: int = 0
-    compare: bool = False
-    n_train: int = 3000
-    n_test: int = 200
-    # Tasks a tiny vision tower trained from scratch learns in minutes on a CPU (data/synthetic.py, level 0).
-    families: tuple[str, ...] = ("shape_color", "count_shapes", "compare_lengths")
-    difficulty: tuple[int, ...] = (0,)
-    image_size: int = 56
-    # The tiny model cannot read instructions: one short system prompt for every reflective stage keeps its inputs
-    # consistent (real runs use the SFT prompt for SFT and the reflection prompt for RL and evaluation).
-    reflection_system_prompt: str = "sft"
-    # Its vision tower is trained from scratch, so it stays trainable in SFT (real recipes freeze it, SPEC §3); RL
-    # freezes it as SPEC §5 does: noisy policy gradients would erode what it has learned to see.
-    freeze_vision: bool = False
-    pretrain_steps: int = 200
-    pretrain_lr: float = 1e-3
-    reflect_problems: int = 1200
-    sft_steps: int = 300
-    sft_lr: float = 1e-3
-    rl_steps: int = 30
-    rl_lr: float = 2e-5
-    prompts_per_step: int = 16
-    num_generations: int = 8
-    max_completion_length: int = 128
-    batch_size: int = 16
-    eval_max_new_tokens: int = 128
 
 
 QUICK = {
@@ -72,8 +36,44 @@ QUICK = {
 }
 
 
+@dataclass
+class DemoConfig:
+    """`srpo demo`'s settings: every field is a flag (`srpo demo --seed 1 --compare`), or a key of `--config FILE`."""
+
+    out: str = option("runs/demo", "Output folder (a rerun of the same command resumes).")
+    seed: int = option(0, "Seed for data, model and training.")
+    compare: bool = option(False, "Also train plain GRPO from the same stage-1 start.")
+    quick: bool = option(False, f"Smaller run (about 3 minutes on 2 CPU cores): {QUICK}.")
+    n_train: int = option(3000, "Synthetic training problems.")
+    n_test: int = option(200, "Held-out problems.")
+    families: list[str] = option(["shape_color", "count_shapes", "compare_lengths"], "Synthetic task families a "
+                                 "tiny vision tower trained from scratch learns in minutes on a CPU (level 0).")
+    difficulty: list[int] = option([0], "Synthetic difficulty levels.")
+    image_size: int = option(56, "Image side in pixels.")
+    reflection_system_prompt: str = option("sft", "System prompt of every reflective stage: the tiny model cannot "
+                                           "read instructions, so one short prompt keeps its inputs consistent (real "
+                                           "runs use the SFT prompt for SFT and the reflection prompt for RL and "
+                                           "evaluation).")
+    freeze_vision: bool = option(False, "Freeze the vision tower in stage-1 SFT. Off: the tiny model's tower is "
+                                 "trained from scratch (real recipes freeze it); RL always freezes it, as the paper "
+                                 "does: noisy policy gradients would erode what it has learned to see.")
+    pretrain_steps: int = option(200, "Steps of the weak base solver's pre-training.")
+    pretrain_lr: float = option(1e-3, "Its learning rate.")
+    reflect_problems: int = option(1200, "Reflection SFT rows.")
+    sft_steps: int = option(300, "Stage-1 SFT steps.")
+    sft_lr: float = option(1e-3, "Stage-1 learning rate.")
+    rl_steps: int = option(30, "Stage-2 GRPO steps.")
+    rl_lr: float = option(2e-5, "Stage-2 learning rate.")
+    prompts_per_step: int = option(16, "GRPO prompts per step.")
+    num_generations: int = option(8, "GRPO group size.")
+    max_completion_length: int = option(128, "GRPO completion length.")
+    batch_size: int = option(16, "Batch size of SFT, generation and evaluation.")
+    eval_max_new_tokens: int = option(128, "Generation length of attempts and evaluation.")
+
+
 def demo_config(quick: bool = False, **overrides) -> DemoConfig:
-    return replace(DemoConfig(), **{**(QUICK if quick else {}), **overrides})
+    """The demo's settings in code (`srpo demo --quick ...` on the command line)."""
+    return replace(DemoConfig(quick=quick), **{**(QUICK if quick else {}), **overrides})
 
 
 def pretrain_target(problem) -> str:
@@ -105,7 +105,6 @@ def run_demo(cfg: DemoConfig) -> dict:
                                 families=cfg.families, difficulty=cfg.difficulty, image_size=cfg.image_size),
     )
     train = load_problems(data_dir / "train.jsonl")
-    test = load_problems(data_dir / "test.jsonl")
 
     base_dir = out / "base"
 
@@ -158,12 +157,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     stages = {}
     for name, path in models.items():
         eval_dir = out / "eval" / name
-        if not (eval_dir / "metrics.json").exists():
-            evaluate_problems(
-                path, test, prompt="attempt" if name == "base" else cfg.reflection_system_prompt,
-                max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.batch_size, out_dir=eval_dir,
-                desc=f"evaluating {name}",
-            )
+        if not (eval_dir / "metrics.json").exists():  # the held-out file is a benchmark like any other
+            print(f"[srpo demo] evaluating {name} ...")
+            run_eval(EvalConfig(
+                model=str(path), benchmark=str(data_dir / "test.jsonl"), out=str(eval_dir),
+                prompt="attempt" if name == "base" else cfg.reflection_system_prompt,
+                max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.batch_size, backend="local",
+            ))
         stages[name] = json.loads((eval_dir / "metrics.json").read_text())
 
     logs = {name: load_log_history(out / name) for name in rl_runs}
@@ -180,30 +180,30 @@ def run_demo(cfg: DemoConfig) -> dict:
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "report.md").write_text(_report(cfg, stages, metrics))
-    print("\n" + stage_table(stages))
+    print("\n" + reflection_table(stages, "stage"))
     print(f"\nstage 2 vs base: {metrics['gain_stage2_over_base_points']:+.1f} points (final-answer accuracy)")
     print(f"files: {out}/metrics.json, {out}/report.md, {plots}/*.png")
     return metrics
 
 
-def _sft_config(cfg, model, dataset, output_dir, steps, lr, *, system_prompt, freeze_vision) -> SFTStageConfig:
-    return SFTStageConfig(
-        model=str(model), dataset=str(dataset), output_dir=str(output_dir), max_steps=steps, learning_rate=lr,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1, warmup_ratio=0.05,
-        logging_steps=10, save_steps=max(steps, 1), max_length=1024, report_to=[], seed=cfg.seed,
-        system_prompt=system_prompt, freeze_vision=freeze_vision,
-        trainer={"disable_tqdm": False, "save_only_model": True},
+def _sft_config(cfg, model, dataset, output_dir, steps, lr, *, system_prompt, freeze_vision) -> SRPOSFTConfig:
+    return SRPOSFTConfig(
+        model_name_or_path=str(model), dataset=str(dataset), output_dir=str(output_dir), max_steps=steps,
+        learning_rate=lr, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
+        warmup_steps=0.05, logging_steps=10, save_steps=max(steps, 1), max_length=1024, report_to=[], seed=cfg.seed,
+        system_prompt=system_prompt, freeze_vision=freeze_vision, disable_tqdm=False, save_only_model=True,
     )
 
 
-def _rl_config(cfg, model, data_dir, output_dir, preset) -> RLStageConfig:
-    return RLStageConfig(
-        model=str(model), dataset=str(data_dir / "train.jsonl"), output_dir=str(output_dir), preset=preset,
+def _rl_config(cfg, model, data_dir, output_dir, preset) -> SRPOGRPOConfig:
+    return SRPOGRPOConfig(
+        model_name_or_path=str(model), dataset=str(data_dir / "train.jsonl"), output_dir=str(output_dir),
+        preset=preset,
         num_generations=cfg.num_generations, prompts_per_step=cfg.prompts_per_step,
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations, temperature=1.0,
         learning_rate=cfg.rl_lr, max_steps=cfg.rl_steps, max_completion_length=cfg.max_completion_length,
         max_prompt_length=1024, logging_steps=1, save_steps=max(cfg.rl_steps // 2, 1), report_to=[],
-        seed=cfg.seed, lr_scheduler_type="constant", warmup_ratio=0.0,
+        seed=cfg.seed, lr_scheduler_type="constant", warmup_steps=0,
         system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
     )
 
@@ -219,7 +219,7 @@ reflections), stage 2 (SRPO GRPO, `paper` reward){', and plain GRPO (`grpo` rewa
 
 ## Held-out results
 
-{stage_table(stages)}
+{reflection_table(stages, "stage")}
 
 Stage 2 vs base: **{metrics['gain_stage2_over_base_points']:+.1f} points** of final-answer accuracy.
 Transition rates are fractions of all held-out problems; they sum to the reflection rate.

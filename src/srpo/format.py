@@ -1,6 +1,6 @@
-"""Response format of SRPO (SPEC §1): parsing, strict checks and rendering.
+"""Response format of SRPO (docs/method.md#format): parsing, strict checks and rendering.
 
-A reflective response is five blocks (SPEC §1)::
+A reflective response is five blocks (docs/method.md#format)::
 
     <think>first reasoning</think> <answer>first answer</answer>
     <reflection>critique of the first attempt</reflection>
@@ -33,7 +33,6 @@ __all__ = [
     "render_sft_target",
     "render_response",
     "BLOCK_KINDS",
-    "count_blocks",
 ]
 
 BLOCK_KINDS = ("think", "answer", "reflection")
@@ -41,14 +40,14 @@ BLOCK_KINDS = ("think", "answer", "reflection")
 # One fixed alternation: matches every opening and closing tag of the three block kinds.
 _TAG_RE = re.compile(r"<(/?)(think|answer|reflection)>")
 
-# The five-block order of SPEC §1 / §4 (reference preset strict match).
+# The five-block order of docs/method.md#format, #rewards (reference preset strict match).
 _FIVE_BLOCK_ORDER = ("think", "answer", "reflection", "think", "answer")
 # The single-round order used by the `grpo` preset's format term (see srpo.rewards).
 _SINGLE_ROUND_ORDER = ("think", "answer")
 
 
 def _as_text(text: object) -> str:
-    """None / non-str -> "" (SPEC §1: the parser never raises)."""
+    """None / non-str -> "" (docs/method.md#format: the parser never raises)."""
     return text if isinstance(text, str) else ""
 
 
@@ -67,7 +66,7 @@ def _scan(text: str) -> tuple[list[tuple[int, int, bool, str]], list[_Block]]:
     Returns ``(tags, blocks)`` where ``tags`` is every tag occurrence as ``(start, end, is_close, kind)`` and
     ``blocks`` the properly closed blocks in order of appearance.
 
-    Tolerance rules (SPEC §1 "returns what it found"):
+    Tolerance rules (docs/method.md#format "returns what it found"):
     * a block counts only when its opening tag is followed by the matching closing tag with no other opening tag
       in between;
     * an opening tag met while a block is still open abandons the earlier, unclosed block (its text is not a
@@ -109,7 +108,7 @@ class ParsedResponse:
 
     @property
     def first_answer(self) -> str | None:
-        """Content of the first <answer> block (SPEC §1 "first answer")."""
+        """Content of the first <answer> block (docs/method.md#format "first answer")."""
         return self.answers[0] if self.answers else None
 
     @property
@@ -123,7 +122,7 @@ class ParsedResponse:
 
     @property
     def final_answer(self) -> str | None:
-        """Content of the LAST <answer> block (SPEC §1 "final answer"); equals ``first_answer`` when the
+        """Content of the LAST <answer> block (docs/method.md#format "final answer"); equals ``first_answer`` when the
         response has a single answer."""
         return self.answers[-1] if self.answers else None
 
@@ -133,7 +132,7 @@ class ParsedResponse:
 
 
 def parse_response(text: str) -> ParsedResponse:
-    """Tolerant parser of a (reflective) response (SPEC §1).
+    """Tolerant parser of a (reflective) response (docs/method.md#format).
 
     Accepts the five-block shape, the SFT shape (no second think) and anything else: it returns the stripped
     contents of every properly closed ``<think>``, ``<answer>`` and ``<reflection>`` block, in order, and never
@@ -149,7 +148,7 @@ def parse_response(text: str) -> ParsedResponse:
         for b in blocks:
             found[b.kind].append(text[b.content_start : b.content_end].strip())
         return ParsedResponse(tuple(found["think"]), tuple(found["answer"]), tuple(found["reflection"]))
-    except Exception:  # pragma: no cover - defensive: the parser must never raise (SPEC §1)
+    except Exception:  # pragma: no cover - defensive: the parser must never raise (docs/method.md#format)
         return ParsedResponse()
 
 
@@ -175,8 +174,8 @@ def _strict_order_match(text: str, order: tuple[str, ...]) -> bool:
 
 
 def is_five_block(text: str) -> bool:
-    """The strict format check of SPEC §4 (reference preset ``fmt``), also used for the paper preset's
-    R_format ("the five-block format", SPEC §4 paper preset).
+    """The strict format check of docs/method.md#rewards (reference preset ``fmt``), also used for the paper preset's
+    R_format ("the five-block format", docs/method.md#rewards paper preset).
 
     Exactly 2 think, 2 answer and 1 reflection blocks (counting every opening and closing tag in the text),
     each non-empty (non-whitespace), in the order think, answer, reflection, think, answer, with only whitespace
@@ -201,13 +200,13 @@ def is_single_round(text: str) -> bool:
 
 
 def has_wellformed_reflection(text: str) -> bool:
-    """I_ref condition of the paper preset (SPEC §4): "a well-formed, non-empty <reflection> block is present".
+    """I_ref condition of the paper preset (docs/method.md#rewards): "a well-formed, non-empty <reflection> block is present".
 
     Our reading (documented choice): the text holds exactly one ``<reflection>`` and one ``</reflection>`` tag,
     they form a properly closed block with no other block tag inside, its content is non-empty
     (non-whitespace), and it sits where a reflection belongs: after the end of the first closed answer block and
     before the start of the last closed answer block. A response with a single answer therefore never earns
-    I_ref (SPEC §4: "With no reflection (a single answer), I_eff and I_ref are 0"). The rest of the response need
+    I_ref (docs/method.md#rewards: "With no reflection (a single answer), I_eff and I_ref are 0"). The rest of the response need
     not be well formed (that is R_format's job); the SFT shape (no second think) qualifies.
     """
     try:
@@ -237,14 +236,8 @@ def has_wellformed_reflection(text: str) -> bool:
         return False
 
 
-def count_blocks(text: str) -> dict[str, int]:
-    """Number of properly closed blocks of each kind."""
-    p = parse_response(text)
-    return {"think": len(p.thinks), "answer": len(p.answers), "reflection": len(p.reflections)}
-
-
 def render_sft_target(think: str, first_answer: str, reflection: str, final_answer: str) -> str:
-    """The stage-1 SFT target of SPEC §1:
+    """The stage-1 SFT target of docs/method.md#format:
     ``<think>cot</think><answer>a1</answer><reflection>r</reflection><answer>gold</answer>``."""
     return (
         f"<think>{think}</think><answer>{first_answer}</answer>"
@@ -253,7 +246,7 @@ def render_sft_target(think: str, first_answer: str, reflection: str, final_answ
 
 
 def render_response(think1: str, answer1: str, reflection: str, think2: str, answer2: str) -> str:
-    """The five-block response of SPEC §1 (one block per line; passes :func:`is_five_block` when every part is
+    """The five-block response of docs/method.md#format (one block per line; passes :func:`is_five_block` when every part is
     non-empty and free of block tags)."""
     return (
         f"<think>{think1}</think>\n<answer>{answer1}</answer>\n"

@@ -9,6 +9,7 @@ same code runs on `Qwen/Qwen2.5-VL-7B-Instruct`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -62,7 +63,7 @@ class ModelLoadError(UserError, ValueError):
     """A model or processor path that cannot be used; the message says which and how to fix it."""
 
 
-class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
+class Qwen2_5_VLProcessorWithoutVideo(Qwen2_5_VLProcessor):
     """Qwen2.5-VL processor without the video processor, which requires torchvision (absent on CPU machines)."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
@@ -72,7 +73,7 @@ class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
 
 # Without this, AutoProcessor cannot resolve the class name saved in processor_config.json and silently
 # returns a bare tokenizer.
-AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageProcessor, exist_ok=True)
+AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLProcessorWithoutVideo, exist_ok=True)
 
 
 @dataclass
@@ -132,11 +133,11 @@ def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_processor(spec: TinyModelSpec | None = None) -> Qwen2_5_VLImageProcessor:
+def build_tiny_processor(spec: TinyModelSpec | None = None) -> Qwen2_5_VLProcessorWithoutVideo:
     spec = spec or TinyModelSpec()
     tokenizer = build_tiny_tokenizer(spec.vocab_size)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
-    return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=CHAT_TEMPLATE)
+    return Qwen2_5_VLProcessorWithoutVideo(image_processor, tokenizer, chat_template=CHAT_TEMPLATE)
 
 
 def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_VLConfig:
@@ -184,7 +185,7 @@ def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_V
 
 def build_tiny_model(
     output_dir: str | Path | None = None, spec: TinyModelSpec | None = None
-) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLImageProcessor]:
+) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessorWithoutVideo]:
     """A randomly initialised tiny Qwen2.5-VL and its processor; saved to `output_dir` when given, replacing the
     folder whole (written beside it, then swapped in: a crash never leaves half a checkpoint)."""
     if output_dir is not None:
@@ -227,7 +228,7 @@ def load_processor(path: str | Path):
             + (f" (AutoProcessor said: {error})" if error else "")
         ) from exc
     chat_template = getattr(tokenizer, "chat_template", None) or CHAT_TEMPLATE
-    return Qwen2_5_VLImageProcessor(image_processor, tokenizer, chat_template=chat_template)
+    return Qwen2_5_VLProcessorWithoutVideo(image_processor, tokenizer, chat_template=chat_template)
 
 
 def load_model(path: str | Path, *, dtype: str | torch.dtype = "auto", device_map=None, **kwargs):
@@ -282,3 +283,9 @@ def _check_local_path(path: str) -> None:
         )
     if looks_local and not (Path(path).expanduser() / "config.json").exists():
         raise ModelLoadError(f"model path '{path}' has no config.json: it is not a Hugging Face checkpoint directory.")
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """count(text): the length of `text` in the tokenizer's own tokens, without special tokens (docs/method.md#rewards:
+    lengths are counted with the policy's tokenizer). Training's length reward and evaluation's lengths both use it."""
+    return lambda text: len(tokenizer(text or "", add_special_tokens=False)["input_ids"])

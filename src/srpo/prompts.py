@@ -1,4 +1,4 @@
-"""Prompt templates (SPEC §2, our own wording) and the chat messages built from a problem."""
+"""Prompt templates (docs/method.md#prompts, our own wording) and the chat messages built from a problem."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ ATTEMPT_SYSTEM_PROMPT = (
     "the option letter for a multiple-choice question, the number for a numeric one."
 )
 
-# The stage-1 teacher prompt (SPEC §2), sent with the problem's image(s). Editable: `srpo reflect --teacher-prompt FILE`
+# The stage-1 teacher prompt (docs/method.md#prompts), sent with the problem's image(s). Editable: `srpo reflect --teacher-prompt FILE`
 # with the placeholders {question}, {reasoning}, {predicted_answer}, {reference_answer} and {response}.
 TEACHER_PROMPT_TEMPLATE = """You are reviewing a student's attempt at a visual reasoning problem. The problem's image(s) are attached.
 

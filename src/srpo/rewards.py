@@ -1,16 +1,16 @@
-"""SRPO rewards (SPEC §4, Eqs. 4-8 of the paper) with three presets, plus TRL adapters.
+"""SRPO rewards (docs/method.md#rewards, Eqs. 4-8 of the paper) with three presets, plus TRL adapters.
 
 Presets (``PRESETS``)
 ---------------------
-``paper`` (default, SPEC §4 paper preset)::
+``paper`` (default, docs/method.md#rewards paper preset)::
 
     R_total = R_format + R_accuracy + I_eff + I_ref + alpha * f_len(L)
 
-``reference`` (SPEC §4 reference preset, the released OpenRLHF training code)::
+``reference`` (docs/method.md#rewards reference preset, the released OpenRLHF training code)::
 
     R = acc + fmt + 0.1 * f_len
 
-``grpo`` (the paper's plain-GRPO baseline; not defined by the SPEC formulas, our documented choice)::
+``grpo`` (the paper's plain-GRPO baseline; not defined by the paper's formulas, our documented choice)::
 
     R = 1.0 * [final answer correct] + 0.5 * [format]
 
@@ -18,7 +18,7 @@ where the format holds for a strict single-round ``<think>..</think> <answer>..<
 strictness rules as the five-block check) or for a five-block response. No length, reflection or effectiveness
 terms.
 
-Length term (SPEC §4)::
+Length term (docs/method.md#rewards)::
 
     f_len(L) = exp(-((|L - T_target| / (T_max - T_target)) ** 2))
     T_target = 2 * T0, T_max = 2.5 * T0, T0 = tokens(first think) + tokens(first answer), L = tokens(response)
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from srpo.answers import CheckerProblems, checker_problems, is_correct
+from srpo.answers import CheckerProblems, as_choices, as_text, checker_problems, is_correct
 from srpo.errors import InvalidValue
 from srpo.format import ParsedResponse, has_wellformed_reflection, is_five_block, is_single_round, parse_response
 
@@ -74,21 +74,21 @@ PRESET_TERMS: dict[str, tuple[str, ...]] = {
 
 TRANSITIONS = ("wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong")
 
-ALPHA = 0.1  # SPEC §4: alpha = 0.1 (both presets weight f_len by 0.1)
+ALPHA = 0.1  # docs/method.md#rewards: alpha = 0.1 (both presets weight f_len by 0.1)
 
-# SPEC §4 paper preset
+# docs/method.md#rewards paper preset
 _PAPER_FORMAT = 0.5
 _PAPER_ACCURACY = 0.5
 _PAPER_I_EFF = {"wrong_to_right": 0.5, "right_to_right": 0.25, "wrong_to_wrong": 0.0, "right_to_wrong": -0.25}
 _PAPER_I_REF = 0.25
-# SPEC §4 reference preset
+# docs/method.md#rewards reference preset
 _REF_ACC = {"wrong_to_right": 1.0, "right_to_right": 0.75, "right_to_wrong": 0.25, "wrong_to_wrong": 0.0}
 _REF_FORMAT = 0.5
 # grpo preset
 _GRPO_ACCURACY = 1.0
 _GRPO_FORMAT = 0.5
 
-# Bounds. paper: SPEC §4 "Maximum 1.85" is the sum of the per-term maxima (0.5 + 0.5 + 0.5 + 0.25 + 0.1); since
+# Bounds. paper: docs/method.md#rewards "Maximum 1.85" is the sum of the per-term maxima (0.5 + 0.5 + 0.5 + 0.25 + 0.1); since
 # R_accuracy = 0.5 needs a right first answer and I_eff = 0.5 a wrong one, the largest total a response can reach
 # is 1.6 (right->right). The minimum bound -0.25 is the sum of per-term minima; reachable totals are >= 0.
 _MAX_TOTAL = {"paper": 1.85, "reference": 1.6, "grpo": 1.5}
@@ -102,7 +102,7 @@ def _check_preset(preset: object) -> str:
 
 
 def max_total(preset: str) -> float:
-    """Upper bound of ``total`` for ``preset`` (paper 1.85, reference 1.6, grpo 1.5; SPEC §4)."""
+    """Upper bound of ``total`` for ``preset`` (paper 1.85, reference 1.6, grpo 1.5; docs/method.md#rewards)."""
     return _MAX_TOTAL[_check_preset(preset)]
 
 
@@ -117,14 +117,14 @@ _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 def default_token_count(text: str) -> int:
     """Deterministic tokenizer-free approximation of a token count: the number of regex ``\\w+|[^\\w\\s]``
     pieces (each word / number run and each punctuation or symbol character counts one). Training passes the
-    policy tokenizer's count instead (SPEC §4: "L = number of tokens ... (policy tokenizer)")."""
+    policy tokenizer's count instead (docs/method.md#rewards: "L = number of tokens ... (policy tokenizer)")."""
     if not isinstance(text, str) or not text:
         return 0
     return sum(1 for _ in _TOKEN_RE.finditer(text))
 
 
 def length_factor(length: float, t0: float) -> float:
-    """f_len of SPEC §4 for a response of ``length`` tokens and a first attempt of ``t0`` tokens; 0 when
+    """f_len of docs/method.md#rewards for a response of ``length`` tokens and a first attempt of ``t0`` tokens; 0 when
     ``t0 <= 0`` (documented guard against the division by zero). 1 at L == 2*T0, e^-1 at L == 2.5*T0."""
     if not t0 or t0 <= 0:
         return 0.0
@@ -179,31 +179,11 @@ def _transition(first: bool, final: bool) -> str:
 
 
 def _length_term(text: str, parsed: ParsedResponse, token_count: Callable[[str], int]) -> float:
-    """alpha * f_len (SPEC §4). T0 from the first think and first answer, L over the whole response."""
+    """alpha * f_len (docs/method.md#rewards). T0 from the first think and first answer, L over the whole response."""
     t0 = token_count(parsed.first_think or "") + token_count(parsed.first_answer or "")
     if t0 <= 0:
         return 0.0  # T0 == 0: length term 0 (documented guard)
     return ALPHA * length_factor(token_count(text), t0)
-
-
-def _as_gold(solution: object) -> str:
-    if isinstance(solution, str):
-        return solution
-    if isinstance(solution, bool) or solution is None:
-        return ""
-    if isinstance(solution, (int, float)):
-        return str(solution)
-    return ""
-
-
-def _as_choices(choices: object) -> tuple[str, ...] | None:
-    if choices is None or isinstance(choices, (str, bytes)):
-        return None
-    try:
-        out = tuple(c if isinstance(c, str) else str(c) for c in choices)  # type: ignore[union-attr]
-    except TypeError:
-        return None
-    return out or None
 
 
 def score_response(
@@ -214,7 +194,7 @@ def score_response(
     token_count: Callable[[str], int] | None = None,
     choices: Sequence[str] | None = None,
 ) -> RewardBreakdown:
-    """Score one response against the reference answer ``solution`` with ``preset`` (SPEC §4).
+    """Score one response against the reference answer ``solution`` with ``preset`` (docs/method.md#rewards).
 
     ``token_count`` counts tokens for the length term (default :func:`default_token_count`); ``choices`` are the
     options of a multiple-choice problem (their text also counts as a correct answer). Answers are checked with
@@ -224,8 +204,8 @@ def score_response(
     """
     _check_preset(preset)
     text = response if isinstance(response, str) else ""
-    gold = _as_gold(solution)
-    ch = _as_choices(choices)
+    gold = as_text(solution)
+    ch = as_choices(choices)
     tc = token_count if token_count is not None else default_token_count
     parsed = parse_response(text)
     n = len(parsed.answers)
@@ -240,7 +220,7 @@ def score_response(
     transition = _transition(bool(first_correct), bool(final_correct)) if n >= 2 else None
 
     if preset == "paper":
-        # SPEC §4 paper preset. R_format uses the strict five-block check (SPEC: "the five-block format").
+        # docs/method.md#rewards paper preset. R_format uses the strict five-block check ("the five-block format").
         fmt = _PAPER_FORMAT if is_five_block(text) else 0.0
         acc = _PAPER_ACCURACY if first_correct else 0.0
         # I_eff whenever there are 2+ answer blocks (first vs last); a single answer (no reflection): 0.
@@ -251,7 +231,7 @@ def score_response(
         return RewardBreakdown(fmt, acc, eff, ref, length, total, first_correct, final_correct, n)
 
     if preset == "reference":
-        # SPEC §4 reference preset. Released behaviour: fewer than two <think> or two <answer> blocks -> the
+        # docs/method.md#rewards reference preset. Released behaviour: fewer than two <think> or two <answer> blocks -> the
         # released code fails (its length helper returns a 2-tuple that is unpacked into 3 names, the answer
         # helper likewise) and the sample falls back to 0 for every term. Consequently the spec's "one answer
         # block: 0.5 if right" branch of acc can never contribute and is not reachable here either.
@@ -343,8 +323,8 @@ class _BatchScorer:
         if len(golds) != n or len(choices) != n:
             raise ValueError(f"got {n} completions but {len(golds)} answers / {len(choices)} choices")
         texts = tuple(completion_text(c) for c in completions)
-        gold_s = tuple(_as_gold(g) for g in golds)
-        choice_t = tuple(_as_choices(c) for c in choices)
+        gold_s = tuple(as_text(g) for g in golds)
+        choice_t = tuple(as_choices(c) for c in choices)
         key = (texts, gold_s, choice_t)
         with self._lock:
             if key == self._key:
@@ -388,7 +368,7 @@ def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> 
         batch = scorer(completions, kwargs)
         if logs_metrics and callable(log_metric):
             _log_batch_metrics(batch, log_metric)
-        return [float(getattr(b, term)) for b in batch.breakdowns]
+        return [float(getattr(b, term) or 0.0) for b in batch.breakdowns]  # final_correct: None (no answer) is 0
 
     reward.__name__ = f"{term}_reward"
     reward.__qualname__ = f"{term}_reward"
@@ -396,17 +376,22 @@ def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> 
     return reward
 
 
-def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | None = None) -> list[Callable]:
+def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | None = None, *,
+                     final_correct_column: bool = False) -> list[Callable]:
     """TRL reward functions, one per term of ``preset`` in ``PRESET_TERMS[preset]`` order, named
-    ``<term>_reward`` so TRL logs each separately (SPEC §4 "Reward terms are logged separately"). Each returns
+    ``<term>_reward`` so TRL logs each separately (docs/method.md#rewards "Reward terms are logged separately"). Each returns
     the term's weighted contribution, so with :func:`reward_weights` (all 1.0) TRL's weighted sum equals
     ``RewardBreakdown.total``. The gold comes from the dataset column ``answer``, optional options from
     ``choices``. The batch is scored once and shared by the functions; ``accuracy_reward`` also reports the four
     transition rates, first / final accuracy and the answer checks that raised or timed out (``verify_errors``,
-    ``verify_timeouts``) through TRL's ``log_metric``."""
+    ``verify_timeouts``) through TRL's ``log_metric``. With ``final_correct_column``, one more function last:
+    final-answer correctness (1.0 or 0.0) from the same scoring pass, for a weight-0 column the group filter reads."""
     _check_preset(preset)
     scorer = _BatchScorer(preset, token_count)
-    return [_make_term_function(scorer, term, logs_metrics=(term == "accuracy")) for term in PRESET_TERMS[preset]]
+    functions = [_make_term_function(scorer, term, logs_metrics=(term == "accuracy")) for term in PRESET_TERMS[preset]]
+    if final_correct_column:
+        functions.append(_make_term_function(scorer, "final_correct", logs_metrics=False))
+    return functions
 
 
 def reward_weights(preset: str = "paper") -> list[float]:

@@ -1,4 +1,4 @@
-"""math-verify with every call bounded in time (SPEC §4 "Each call bounded in time; a timeout is wrong, never a
+"""math-verify with every call bounded in time (docs/method.md#rewards "Each call bounded in time; a timeout is wrong, never a
 crash").
 
 math-verify's own timeout uses ``signal.alarm`` (whole seconds, main thread only). In the main thread we use it
@@ -50,7 +50,7 @@ def _describe(e: BaseException) -> str:
 def _parse_gold(gold: str, seconds: int):
     from math_verify import parse
 
-    # SPEC §4: "parse the reference wrapped as $gold$"
+    # docs/method.md#rewards: "parse the reference wrapped as $gold$"
     return parse(f"${gold}$", parsing_timeout=seconds, raise_on_error=True)
 
 
@@ -64,7 +64,7 @@ def _mv_check(pred: str, gold: str, seconds: int) -> bool:
         gold_parsed = _parse_gold(gold, seconds)
         if not gold_parsed:
             return False
-        # SPEC §4: prediction parsed with string, LaTeX and expression extraction. The extracted prediction is
+        # docs/method.md#rewards: prediction parsed with string, LaTeX and expression extraction. The extracted prediction is
         # re-wrapped in $..$ so that LaTeX extraction sees it (a bare "\sqrt{2}" is otherwise missed).
         pred_parsed = parse(
             f"${pred}$",

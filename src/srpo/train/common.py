@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -15,26 +14,22 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import is_peft_model
 
-from srpo.config import ConfigError, ModelOptions
-from srpo.data import reject_images
-from srpo.errors import InvalidValue, MissingDependency, NotAvailable, UserError
+from srpo.config import TrainingStageFields
+from srpo.errors import InvalidValue, MissingDependency, NotAvailable
 from srpo.files import partial_dir, replace_dir, swap_in
 from srpo.models import load_model, load_processor
-from srpo.prompts import problem_messages
 from srpo.train.checkpoints import load_checkpoint_weights, newest_complete_checkpoint
 from srpo.train.output_dir import OutputDir, prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
-# LoRA on the language model only: the vision tower stays frozen (SPEC §3, §5).
+# LoRA on the language model only: the vision tower stays frozen (docs/method.md#reflection-data, #grpo).
 LANGUAGE_LINEAR_LAYERS = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
 
-def check_dependencies(options: ModelOptions) -> None:
+def check_dependencies(options: TrainingStageFields) -> None:
     """Fail before loading anything when an option needs a package or a GPU that is not there."""
     if options.load_in_4bit:
-        if not options.lora:
-            raise InvalidValue("load_in_4bit: true is QLoRA: LoRA adapters on a frozen 4-bit base; set lora: true")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise MissingDependency("load_in_4bit: true needs bitsandbytes: `pip install bitsandbytes` (CUDA machines only)")
         if not torch.cuda.is_available():
@@ -43,7 +38,7 @@ def check_dependencies(options: ModelOptions) -> None:
         raise MissingDependency("use_liger_kernel: true needs Liger: `pip install liger-kernel` (Triton, CUDA machines only)")
 
 
-def model_load_kwargs(options: ModelOptions) -> dict[str, Any]:
+def model_load_kwargs(options: TrainingStageFields) -> dict[str, Any]:
     """Extra `from_pretrained` arguments: attention implementation and the QLoRA 4-bit quantization."""
     kwargs: dict[str, Any] = {}
     if options.attn_implementation:
@@ -55,27 +50,27 @@ def model_load_kwargs(options: ModelOptions) -> dict[str, Any]:
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if options.bf16 else torch.float32,
+            bnb_4bit_compute_dtype=training_dtype(options),
             llm_int8_skip_modules=["visual", "lm_head"],  # the vision tower stays in 16 bits (it is frozen anyway)
         )
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}  # one full copy per process (DDP)
     return kwargs
 
 
-def load_training_processor(options: ModelOptions):
-    processor = load_processor(options.model)  # checks the path first
+def load_training_processor(options: TrainingStageFields):
+    processor = load_processor(options.model_name_or_path)  # checks the path first
     if options.max_pixels is not None:
         processor.image_processor.size["longest_edge"] = options.max_pixels
     return processor
 
 
-def training_dtype(options: ModelOptions) -> torch.dtype:
-    return torch.bfloat16 if options.bf16 else torch.float32
+def training_dtype(options: TrainingStageFields) -> torch.dtype:
+    return getattr(torch, options.dtype) if options.dtype else torch.bfloat16 if options.bf16 else torch.float32
 
 
-def load_trainable_model(options: ModelOptions):
+def load_trainable_model(options: TrainingStageFields):
     check_dependencies(options)
-    model = load_model(options.model, dtype=training_dtype(options), **model_load_kwargs(options))
+    model = load_model(options.model_name_or_path, dtype=training_dtype(options), **model_load_kwargs(options))
     if options.freeze_vision:
         freeze_vision_tower(model)
     return model
@@ -93,8 +88,8 @@ def freeze_vision_tower(model) -> int:
     return frozen
 
 
-def lora_config(options: ModelOptions):
-    if not options.lora:
+def lora_config(options: TrainingStageFields):
+    if not options.use_peft:
         return None
     from peft import LoraConfig
 
@@ -106,79 +101,6 @@ def lora_config(options: ModelOptions):
         target_modules=targets,
         task_type="CAUSAL_LM",
     )
-
-
-def trainer_precision_args(options: ModelOptions) -> dict[str, Any]:
-    """TRL config arguments that follow the model options: precision, device, activation checkpointing, Liger."""
-    on_gpu = torch.cuda.is_available()
-    return {
-        "bf16": options.bf16 and on_gpu,
-        "use_cpu": not on_gpu,
-        "activation_checkpointing": options.gradient_checkpointing,
-        "use_liger_kernel": options.use_liger_kernel,
-    }
-
-
-def prompt_token_count(processor, question: str, images, system: str | None) -> int:
-    """Tokens of a prompt as the model sees it (chat template, each image expanded to its patch tokens), counted
-    from the image sizes without processing any pixels."""
-    messages = problem_messages(question, len(images), system)
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    image_processor = processor.image_processor
-    per_token = image_processor.merge_size**2
-    n_images = sum(image_processor.get_number_of_image_patches(im.height, im.width, {}) // per_token for im in images)
-    return n_text - len(images) + n_images  # each image's one placeholder token becomes its patch tokens
-
-
-class PromptTooLongError(UserError, ValueError):
-    """Prompts (question + image tokens) longer than the stage allows; the message names them by id."""
-
-
-def unusable_items(items, processor, system: str | None, max_prompt_tokens: int, *, source: str, limit_name: str,
-                   skip_bad: bool) -> set[str]:
-    """Ids of the (id, question, images) items a batch cannot take: images the processor refuses, prompts longer
-    than max_prompt_tokens. Without skip_bad they stop the run, named; with it they are counted, logged and dropped.
-    """
-    items = list(items)
-    refused = reject_images(((i, images) for i, _, images in items), processor, source=source, skip_bad=skip_bad)
-    too_long = []
-    for item_id, question, images in items:
-        if item_id not in refused:
-            n_tokens = prompt_token_count(processor, question, images, system)
-            if n_tokens > max_prompt_tokens:
-                too_long.append((item_id, n_tokens))
-    if too_long and not skip_bad:
-        named = ", ".join(f"{i} ({n} tokens)" for i, n in too_long[:5])
-        named += f" and {len(too_long) - 5} more" if len(too_long) > 5 else ""
-        raise PromptTooLongError(
-            f"{source}: {len(too_long)} prompt(s) are longer than {limit_name} allows ({max_prompt_tokens} tokens): "
-            f"{named}. Raise {limit_name.split('=')[0]}, lower max_pixels, drop them, or set skip_bad: true.")
-    if too_long:
-        logger.warning("%s: skipped %d prompt(s) longer than %s (first: %s, %d tokens)", source, len(too_long),
-                       limit_name, *too_long[0])
-    return refused | {i for i, _ in too_long}
-
-
-def trl_config(config_class: type, cfg, modeled: dict[str, Any], defaults: dict[str, Any] | None = None):
-    """TRL's `config_class` from srpo's modeled keys, TRL defaults srpo changes, and the `trainer:` passthrough.
-
-    Whatever TRL would reject, now or later in training, is a ConfigError naming the key, raised before any model
-    is loaded.
-    """
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(cfg.trainer) - known)
-    if unknown:
-        raise ConfigError(f"trainer: unknown key(s) {unknown} for TRL's {config_class.__name__}; see its "
-                          "documentation for the valid keys (srpo's own keys go at the top level, not under trainer:)")
-    duplicated = sorted(set(cfg.trainer) & set(modeled))
-    if duplicated:
-        raise ConfigError(f"trainer: {duplicated} are srpo keys; set them at the top level (e.g. --{duplicated[0]} "
-                          "VALUE), not under trainer:")
-    try:
-        return config_class(**modeled, **((defaults or {}) | cfg.trainer))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"TRL's {config_class.__name__} rejects these settings: {exc}") from None
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -236,22 +158,22 @@ def _merge_adapter_on_cpu(adapter_dir: Path, final_dir: Path, processor, dtype=t
     processor.save_pretrained(str(final_dir))
 
 
-def run_stage(cfg, args, build_trainer, *, overwrite: bool) -> tuple[OutputDir, list[dict] | None]:
+def run_stage(cfg, build_trainer, *, overwrite: bool) -> OutputDir:
     """One training stage on its output_dir (srpo.train.output_dir): left alone when finished, else trained from the
-    newest complete checkpoint and saved as final/. Returns the run and its log history (None when left alone)."""
+    newest complete checkpoint and saved as final/."""
     run = prepare_output_dir(cfg, overwrite=overwrite)
     if run.finished:
-        return run, None
+        return run
     checkpoint = last_checkpoint(cfg.output_dir)
     if checkpoint:
         state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
         if trained_to_the_end(state, cfg):
             final_from_checkpoint(checkpoint, run.final, load_training_processor(cfg), cfg)
-            return run, state["log_history"]
-    trainer = build_trainer(cfg, args)
+            return run
+    trainer = build_trainer(cfg)
     trainer.train(resume_from_checkpoint=checkpoint)
     save_final(trainer, run.final)
-    return run, trainer.state.log_history
+    return run
 
 
 def trained_to_the_end(state: dict, cfg) -> bool:
@@ -262,7 +184,7 @@ def trained_to_the_end(state: dict, cfg) -> bool:
     return state["global_step"] >= state["max_steps"] and cfg.num_train_epochs <= state["num_train_epochs"]
 
 
-def final_from_checkpoint(checkpoint: str | Path, final_dir: Path, processor, cfg: ModelOptions) -> Path:
+def final_from_checkpoint(checkpoint: str | Path, final_dir: Path, processor, cfg: TrainingStageFields) -> Path:
     """`final/` (LoRA merged, original key layout) from a checkpoint of the last step, written by the main process."""
     checkpoint, final_dir = Path(checkpoint), Path(final_dir)
     state = PartialState()
@@ -275,7 +197,7 @@ def final_from_checkpoint(checkpoint: str | Path, final_dir: Path, processor, cf
                 _merge_adapter_on_cpu(checkpoint, partial, processor, dtype)
             elif (checkpoint / "model.safetensors").is_file() or (checkpoint / "model.safetensors.index.json").is_file():
                 # The base model knows the key layout final/ keeps; the checkpoint holds the model's own names.
-                model = load_model(cfg.model, dtype=dtype, device_map="cpu")
+                model = load_model(cfg.model_name_or_path, dtype=dtype, device_map="cpu")
                 load_checkpoint_weights(model, checkpoint)
                 model.save_pretrained(str(partial))
                 processor.save_pretrained(str(partial))

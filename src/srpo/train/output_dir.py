@@ -12,7 +12,6 @@ A command reuses an output_dir only for the same run, so work is never retrained
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 from accelerate import PartialState
 
+from srpo.config import config_values
 from srpo.errors import InvalidValue
 from srpo.files import atomic_write_text, check_output_dir, partial_dir
 from srpo.train.checkpoints import checkpoint_dirs
@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 LENGTH_KEYS = ("max_steps", "num_train_epochs")
 # Keys that change how a run is logged or checkpointed, not what it trains.
-FREE_KEYS = {"report_to", "logging_steps", "save_steps", "save_total_limit"}
-FREE_TRAINER_KEY_PREFIXES = ("logging_", "log_", "save_", "report_to", "run_name", "disable_tqdm", "push_to_hub",
-                             "hub_", "dataloader_num_workers", "dataloader_prefetch_factor", "project", "trackio_")
+FREE_KEY_PREFIXES = ("logging_", "log_", "save_", "report_to", "run_name", "disable_tqdm", "push_to_hub", "hub_",
+                     "dataloader_num_workers", "dataloader_prefetch_factor", "project", "trackio_", "output_dir",
+                     "local_rank")
 
 
 class RunSettingsChanged(InvalidValue):
@@ -57,9 +57,12 @@ def prepare_output_dir(cfg: Any, *, overwrite: bool = False) -> OutputDir:
     wait for it. Call it once the process group exists (after building the TRL config) and before loading a model.
     """
     path = check_output_dir(cfg.output_dir, "output_dir")
-    current = _plain(dataclasses.asdict(cfg))
+    current = config_values(cfg)
     saved_file = path / CONFIG_FILE
     saved = yaml.safe_load(saved_file.read_text()) if saved_file.is_file() and not overwrite else None
+    if saved is not None and "model_name_or_path" not in saved:  # written before the configs extended TRL's
+        logger.warning("%s: %s is in an older srpo's format: its settings cannot be checked", path, CONFIG_FILE)
+        saved = None
     has_final = (path / "final").is_dir()
     state = PartialState()
     finished = False
@@ -92,15 +95,9 @@ def prepare_output_dir(cfg: Any, *, overwrite: bool = False) -> OutputDir:
 def changed_settings(saved: dict, current: dict) -> list[str]:
     """`key: old -> new` for every setting that changes what is trained (max_steps/num_train_epochs excluded)."""
     changes = []
-    for key in sorted({*saved, *current} - FREE_KEYS - set(LENGTH_KEYS) - {"trainer"}):
-        if saved.get(key) != current.get(key):
+    for key in sorted({*saved, *current} - set(LENGTH_KEYS)):
+        if not key.startswith(FREE_KEY_PREFIXES) and saved.get(key) != current.get(key):
             changes.append(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}")
-    old_trainer, new_trainer = saved.get("trainer") or {}, current.get("trainer") or {}
-    for key in sorted({*old_trainer, *new_trainer}):
-        if key.startswith(FREE_TRAINER_KEY_PREFIXES):
-            continue
-        if old_trainer.get(key) != new_trainer.get(key):
-            changes.append(f"trainer.{key}: {old_trainer.get(key)!r} -> {new_trainer.get(key)!r}")
     return changes
 
 
@@ -116,11 +113,6 @@ def _extends(saved: dict, current: dict) -> bool:
 
 def _length(cfg: dict) -> str:
     return f"max_steps={cfg['max_steps']}" if cfg.get("max_steps", -1) > 0 else f"num_train_epochs={cfg.get('num_train_epochs')}"
-
-
-def _plain(config: dict) -> dict:
-    """As it reads back from YAML (tuples become lists, ...), so a saved config compares equal to the same one."""
-    return yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
 
 
 def _clear(path: Path) -> None:
