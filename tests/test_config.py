@@ -43,7 +43,9 @@ def test_paper_defaults_replace_trls():
     assert (cfg.loss_type, cfg.beta, cfg.learning_rate, cfg.vllm_importance_sampling_correction) == ("grpo", 0.0, 1e-6,
                                                                                                      False)
     assert cfg.lr_scheduler_type.value == "cosine_with_min_lr" and cfg.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
-    assert cfg.gradient_accumulation_steps == 128 * 8 // 8  # prompts_per_step x num_generations / per-device batch
+    assert cfg.gradient_accumulation_steps == 128 // 8  # optimizer_batch_size / per-device batch (one process)
+    assert cfg.generation_batch_size == 128 * 8 and cfg.steps_per_generation == 1024 // 8  # 8 updates per generation
+    assert cfg.adam_beta2 == 0.95
     assert parse_config(SRPOGRPOConfig, [*REQUIRED, "--lr_scheduler_type", "constant"]).lr_scheduler_kwargs in ({}, None)
     sft = parse_config(SRPOSFTConfig, REQUIRED)
     assert sft.completion_only_loss and not sft.remove_unused_columns
@@ -52,7 +54,7 @@ def test_paper_defaults_replace_trls():
 
 @pytest.mark.parametrize("old, new", [("model", "model_name_or_path"), ("lora", "use_peft"),
                                       ("warmup_ratio", "warmup_steps"), ("min_lr_rate", "lr_scheduler_kwargs"),
-                                      ("trainer", "top level")])
+                                      ("trainer", "top level"), ("prompts_per_step", "prompts_per_generation")])
 def test_old_keys_name_their_new_spelling(tmp_path, old, new):
     path = tmp_path / "rl.yaml"
     value = "{max_grad_norm: 0.5}" if old == "trainer" else "1"
@@ -97,7 +99,7 @@ def test_broken_yaml_and_missing_file(tmp_path):
 def test_help_lists_every_trl_and_srpo_key():
     result = CliRunner().invoke(app, ["rl", "--help"])
     assert result.exit_code == 0, result.output
-    for key in ("--preset", "--prompts_per_step", "--max_grad_norm", "--vllm_mode", "--model_name_or_path"):
+    for key in ("--preset", "--prompts_per_generation", "--max_grad_norm", "--vllm_mode", "--model_name_or_path"):
         assert key in result.output
     bad = CliRunner().invoke(app, ["rl", "--model", "/m"])
     assert bad.exit_code == 2 and bad.output.count("\n") == 1

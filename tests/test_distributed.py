@@ -30,7 +30,8 @@ def test_two_rank_grpo_on_cpu(tiny_model_dir, problems_file, tmp_path):
     # gradient_accumulation_steps = 8 / 4 = 2 from WORLD_SIZE (a single process would get 4).
     config.write_text(
         f"model_name_or_path: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
-        "prompts_per_step: 2\nper_device_train_batch_size: 2\nmax_completion_length: 8\nmax_steps: 2\n"
+        "prompts_per_generation: 2\noptimizer_batch_size: 8\nper_device_train_batch_size: 2\nmax_completion_length: 8\n"
+        "max_steps: 2\n"
         "save_steps: 2\nlogging_steps: 1\nreport_to: [tensorboard]\nmax_prompt_length: 512\nlearning_rate: 1.0e-4\n"
     )
     accelerate = Path(sys.executable).with_name("accelerate")

@@ -1,6 +1,7 @@
 """Every recipe and accelerate config parses, builds its TRL arguments without a GPU, and keeps the paper's numbers."""
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from unittest import mock
@@ -9,6 +10,9 @@ import pytest
 import torch
 import yaml
 
+from typer.testing import CliRunner
+
+from srpo.cli import app
 from srpo.config import ConfigError, ReflectConfig, SRPOGRPOConfig, SRPOSFTConfig, parse_config
 from srpo.train.common import check_dependencies
 from srpo.train.rl import build_rl_trainer
@@ -16,8 +20,9 @@ from srpo.train.rl import build_rl_trainer
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 ACCELERATE_CONFIGS = ROOT / "accelerate_configs"
-WORLD_SIZE = {"qwen2_5_vl_7b": 8, "qwen2_5_vl_32b": 32, "demo": 2}  # the GPUs (processes) each recipe is written for
-SFT_GLOBAL_BATCH = {"qwen2_5_vl_7b": 128, "qwen2_5_vl_32b": 128, "demo": 16}  # sequences per optimizer step
+WORLD_SIZE = {"qwen2_5_vl_7b": 8, "qwen2_5_vl_32b": 32, "demo": 2}  # the GPUs (processes) each RL recipe is written for
+SFT_WORLD_SIZE = {"qwen2_5_vl_7b": 8, "qwen2_5_vl_32b": 16, "demo": 2}
+SFT_GLOBAL_BATCH = {"qwen2_5_vl_7b": 16, "qwen2_5_vl_32b": 16, "demo": 16}  # sequences per optimizer step (paper: 16)
 PAPER_MODELS = {"qwen2_5_vl_7b": "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl_32b": "Qwen/Qwen2.5-VL-32B-Instruct"}
 
 SFT_RECIPES = sorted(RECIPES.glob("*/sft.yaml"))
@@ -39,7 +44,7 @@ def test_every_recipe_directory_has_both_stages_and_a_world_size():
 @pytest.mark.parametrize("path", SFT_RECIPES, ids=recipe_id)
 def test_sft_recipe_builds_its_trainer_arguments(path):
     args = cfg = parse_config(SRPOSFTConfig, ["--config", str(path)])
-    world = WORLD_SIZE[path.parent.name]
+    world = SFT_WORLD_SIZE[path.parent.name]
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     assert global_batch == SFT_GLOBAL_BATCH[path.parent.name]
     assert args.completion_only_loss
@@ -65,9 +70,9 @@ def test_rl_recipe_builds_its_trainer_arguments(path, monkeypatch):
     world = WORLD_SIZE[path.parent.name]
     monkeypatch.setattr("srpo.config.launched_processes", lambda: world)
     args = cfg = parse_config(SRPOGRPOConfig, ["--config", str(path)])
-    completions = cfg.prompts_per_step * cfg.num_generations
-    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * world == completions
-    assert args.steps_per_generation == args.gradient_accumulation_steps  # one generation per optimizer step
+    completions = cfg.prompts_per_generation * cfg.num_generations
+    assert args.generation_batch_size == completions
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * world == cfg.optimizer_batch_size
     assert args.num_generations == cfg.num_generations
     assert args.lr_scheduler_type.value == yaml.safe_load(path.read_text()).get("lr_scheduler_type", "cosine_with_min_lr")
     assert args.vllm_importance_sampling_correction is False
@@ -77,18 +82,20 @@ def test_rl_recipe_builds_its_trainer_arguments(path, monkeypatch):
     assert cfg.model_name_or_path == f"outputs/{path.parent.name}/sft/final"
     sft = parse_config(SRPOSFTConfig, ["--config", str(path.with_name("sft.yaml"))])
     assert cfg.model_name_or_path == f"{sft.output_dir}/final"  # starts from the stage-1 recipe's final model
-    assert (cfg.num_generations, cfg.prompts_per_step, completions) == (8, 128, 1024)
+    assert (cfg.num_generations, cfg.prompts_per_generation, completions) == (8, 128, 1024)
+    assert cfg.optimizer_batch_size == 128  # 8 optimizer updates per generation batch
+    assert args.max_steps == 4000  # the paper's 500 generation batches
+    assert (args.adam_beta1, args.adam_beta2, args.weight_decay, args.max_grad_norm) == (0.9, 0.95, 0.0, 1.0)
     assert args.temperature == 1.0
     assert args.learning_rate == 1e-6
     assert args.lr_scheduler_type.value == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert args.warmup_steps == 0.03
     assert args.beta == 0.0 and args.loss_type == "grpo" and args.scale_rewards == "group"
     assert cfg.max_prompt_length == 1024 and args.max_completion_length == 2048
-    assert args.max_steps == 500
     assert yaml.safe_load(path.read_text())["bf16"]
     assert args.bf16 == torch.cuda.is_available()  # bf16 on a GPU; CPU builds the arguments in fp32
     assert cfg.freeze_vision and not cfg.use_peft and cfg.gradient_checkpointing
-    assert cfg.max_pixels == 262144
+    assert cfg.max_pixels == 501760
     assert cfg.preset == "paper" and cfg.system_prompt == "reflection"
     assert args.use_vllm and args.vllm_mode == "colocate"
     assert args.vllm_max_model_length == 1024 + 2048
@@ -112,7 +119,7 @@ def rl_recipe(name: str, *flags: str) -> SRPOGRPOConfig:
 
 
 def test_grpo_accumulation_follows_the_world_size(monkeypatch):
-    for world, accumulation in ((8, 32), (16, 16)):  # two nodes: the same 1024 completions per step
+    for world, accumulation in ((8, 4), (16, 2)):  # two nodes: the same 128 sequences per update
         monkeypatch.setattr("srpo.config.launched_processes", lambda world=world: world)
         assert rl_recipe("qwen2_5_vl_7b").gradient_accumulation_steps == accumulation
     monkeypatch.setattr("srpo.config.launched_processes", lambda: 6)
@@ -193,6 +200,38 @@ def test_fsdp2_config_builds_the_accelerate_plugin():
 
 def test_batch_arithmetic_in_the_comments_matches_the_values():
     text = (RECIPES / "qwen2_5_vl_7b" / "rl.yaml").read_text()
-    assert "= 4 x 32 x 8" in text and yaml.safe_load(text)["per_device_train_batch_size"] == 4
+    assert "= 4 x 4 x 8" in text and yaml.safe_load(text)["per_device_train_batch_size"] == 4
     text = (RECIPES / "qwen2_5_vl_32b" / "rl.yaml").read_text()
-    assert "= 2 x 16 x 32" in text and yaml.safe_load(text)["per_device_train_batch_size"] == 2
+    assert "= 2 x 2 x 32" in text and yaml.safe_load(text)["per_device_train_batch_size"] == 2
+    text = (RECIPES / "qwen2_5_vl_7b" / "sft.yaml").read_text()
+    assert "= 1 x 2 x 8 = 16" in text
+
+
+@pytest.mark.parametrize("name, world, accumulation, micro_steps", [("qwen2_5_vl_7b", 8, 4, 32),
+                                                                    ("qwen2_5_vl_32b", 32, 2, 16)])
+def test_dry_run_prints_the_papers_cadence(name, world, accumulation, micro_steps):
+    result = CliRunner().invoke(app, ["rl", "--config", str(RECIPES / name / "rl.yaml"), "--dry-run",
+                                      "--world-size", str(world)])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["batch"] == {
+        "processes": world, "sequences_per_optimizer_update": 128, "optimizer_updates": 4000,
+        "prompts_per_generation": 128, "samples_per_generation": 1024, "optimizer_updates_per_generation": 8,
+        "steps_per_generation (TRL, micro-steps)": micro_steps, "generation_steps": 500.0}
+    resolved = shown["config"]
+    assert resolved["gradient_accumulation_steps"] == accumulation and resolved["generation_batch_size"] == 1024
+    assert (resolved["adam_beta1"], resolved["adam_beta2"]) == (0.9, 0.95)
+    assert resolved["max_pixels"] == 501760
+    sft = CliRunner().invoke(app, ["sft", "--config", str(RECIPES / name / "sft.yaml"), "--dry-run",
+                                   "--world-size", str(SFT_WORLD_SIZE[name])])
+    assert sft.exit_code == 0, sft.output
+    assert json.loads(sft.output)["batch"]["sequences_per_optimizer_update"] == 16
+
+
+def test_trl_batch_keys_win_over_srpos(monkeypatch):
+    monkeypatch.setattr("srpo.config.launched_processes", lambda: 8)
+    args = rl_recipe("qwen2_5_vl_7b", "--gradient_accumulation_steps", "8")  # 4 x 8 x 8 = 256 per update
+    assert args.gradient_accumulation_steps == 8 and args.generation_batch_size == 1024
+    args = rl_recipe("qwen2_5_vl_7b", "--steps_per_generation", "64")
+    # TRL's own arithmetic (with the processes it sees, one here), not prompts_per_generation's 1024
+    assert args.steps_per_generation == 64 and args.generation_batch_size == 4 * args.world_size * 64

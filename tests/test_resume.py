@@ -78,7 +78,8 @@ def answering_model(tmp_path_factory, tiny_model_dir):
 
 def rl_config(model, problems, out, **kw):
     base = dict(model_name_or_path=str(model), dataset=str(problems), output_dir=str(out), preset="grpo", system_prompt="attempt",
-                num_generations=4, prompts_per_step=2, per_device_train_batch_size=4, max_completion_length=12,
+                num_generations=4, prompts_per_generation=2, optimizer_batch_size=8,
+                per_device_train_batch_size=4, max_completion_length=12,
                 max_steps=4, save_steps=2, learning_rate=2e-4, warmup_steps=0.0, report_to=[], logging_steps=1,
                 max_prompt_length=512, seed=3)
     return SRPOGRPOConfig(**{**base, **kw})

@@ -54,7 +54,7 @@ def test_sft_with_lora_keeps_vision_frozen_and_saves_a_merged_model(tiny_model_d
 
 def rl_config(model, problems_file, tmp_path, **kw):
     base = dict(model_name_or_path=str(model), dataset=str(problems_file), output_dir=str(tmp_path / "rl"), num_generations=4,
-                prompts_per_step=2, per_device_train_batch_size=8, max_completion_length=12, max_steps=2,
+                prompts_per_generation=2, optimizer_batch_size=8, per_device_train_batch_size=8, max_completion_length=12, max_steps=2,
                 learning_rate=1e-5, report_to=[], save_steps=100, logging_steps=1, max_prompt_length=512)
     return SRPOGRPOConfig(**{**base, **kw})
 
@@ -95,7 +95,7 @@ def test_rl_killed_after_first_checkpoint_resumes(tiny_model_dir, problems_file,
     config = tmp_path / "rl.yaml"
     config.write_text(
         f"model_name_or_path: {tiny_model_dir}\ndataset: {problems_file}\noutput_dir: {out}\nnum_generations: 4\n"
-        "prompts_per_step: 2\nper_device_train_batch_size: 8\nmax_completion_length: 8\nmax_steps: 6\n"
+        "prompts_per_generation: 2\noptimizer_batch_size: 8\nper_device_train_batch_size: 8\nmax_completion_length: 8\nmax_steps: 6\n"
         "save_steps: 2\nlogging_steps: 1\nreport_to: []\nmax_prompt_length: 512\n"
     )
     command = [sys.executable, "-m", "srpo.cli", "rl", "--config", str(config)]

@@ -107,6 +107,32 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Delete output_dir's checkpo
                          "(needed to reuse an output_dir with other settings).")
 
 
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the resolved TRL config and the batch arithmetic as JSON, "
+                       "and exit without loading a model.")
+WORLD_SIZE = typer.Option(None, "--world-size", help="With --dry-run: the number of processes to resolve for "
+                          "(default: this launch's).")
+
+
+def _dry_run(cfg, world_size: int | None) -> None:
+    import json
+
+    from srpo.config import batch_arithmetic, config_values, launched_processes
+
+    typer.echo(json.dumps({"config": config_values(cfg), "batch": batch_arithmetic(cfg, world_size or
+                                                                                    launched_processes())}, indent=2))
+
+
+def _parse_training(cls, ctx: typer.Context, world_size: int | None):
+    """A training config; resolved for `world_size` processes when given (a dry run on one machine)."""
+    from srpo import config
+
+    config.ASSUMED_PROCESSES = world_size
+    try:
+        return _parse(cls, ctx)
+    finally:
+        config.ASSUMED_PROCESSES = None
+
+
 def _report_run(run) -> None:
     if run.finished:
         typer.echo(f"already finished: the final model is in {run.final} (nothing was changed; raise max_steps to "
@@ -116,29 +142,37 @@ def _report_run(run) -> None:
 
 
 @app.command(context_settings=CONFIG_COMMAND)
-def sft(ctx: typer.Context, overwrite: bool = OVERWRITE):
+def sft(ctx: typer.Context, overwrite: bool = OVERWRITE, dry_run: bool = DRY_RUN, world_size: int = WORLD_SIZE):
     """Stage 1: SFT on reasoning + reflection (TRL's SFTTrainer).
 
     srpo sft --config recipes/qwen2_5_vl_7b/sft.yaml [--key value ...]: every TRL SFTConfig key and srpo's own
     (--help lists them). Rerun with the same output_dir to resume; its config.yaml records the run's settings;
-    --overwrite deletes its checkpoints and final/ and starts again."""
+    --overwrite deletes its checkpoints and final/ and starts again; --dry-run [--world-size N] prints the resolved
+    config and batch arithmetic and exits."""
     from srpo.config import SRPOSFTConfig
     from srpo.train.sft import run_sft
 
-    _report_run(run_sft(_parse(SRPOSFTConfig, ctx), overwrite=overwrite))
+    cfg = _parse_training(SRPOSFTConfig, ctx, world_size if dry_run else None)
+    if dry_run:
+        return _dry_run(cfg, world_size)
+    _report_run(run_sft(cfg, overwrite=overwrite))
 
 
 @app.command(context_settings=CONFIG_COMMAND)
-def rl(ctx: typer.Context, overwrite: bool = OVERWRITE):
+def rl(ctx: typer.Context, overwrite: bool = OVERWRITE, dry_run: bool = DRY_RUN, world_size: int = WORLD_SIZE):
     """Stage 2: reflection-aware GRPO (TRL's GRPOTrainer, SRPO reward).
 
     srpo rl --config recipes/qwen2_5_vl_7b/rl.yaml [--key value ...]: every TRL GRPOConfig key and srpo's own
     (--help lists them). Rerun with the same output_dir to resume; its config.yaml records the run's settings;
-    --overwrite deletes its checkpoints and final/ and starts again."""
+    --overwrite deletes its checkpoints and final/ and starts again; --dry-run [--world-size N] prints the resolved
+    config and batch arithmetic and exits."""
     from srpo.config import SRPOGRPOConfig
     from srpo.train.rl import run_rl
 
-    _report_run(run_rl(_parse(SRPOGRPOConfig, ctx), overwrite=overwrite))
+    cfg = _parse_training(SRPOGRPOConfig, ctx, world_size if dry_run else None)
+    if dry_run:
+        return _dry_run(cfg, world_size)
+    _report_run(run_rl(cfg, overwrite=overwrite))
 
 
 @app.command(context_settings=CONFIG_COMMAND)
@@ -181,6 +215,9 @@ def plot(
 def build_tiny_model_cmd(
     out: Path = typer.Argument(..., help="Directory for the checkpoint (new or empty)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not empty (its contents are deleted)."),
+    processor: Path = typer.Option(
+        None, "--processor", help="A real checkpoint or processor folder (with config.json), e.g. the small files of "
+        "Qwen/Qwen2.5-VL-7B-Instruct: keep its tokenizer, chat template, image-processor settings and vocabulary size."),
 ):
     """Build a tiny random Qwen2.5-VL (config, tokenizer, processor) offline."""
     from srpo.files import OutputPathError, check_output_dir
@@ -191,8 +228,8 @@ def build_tiny_model_cmd(
         raise OutputPathError(f"OUT {out} is the current folder or holds it; pass a new folder, e.g. {out / 'tiny-model'}")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputPathError(f"OUT {out} is not empty; pass a new folder, or --force to replace it (its contents are deleted)")
-    build_tiny_model(out)
-    typer.echo(f"tiny model written to {out}")
+    build_tiny_model(out, processor_dir=processor)  # a bad --processor folder fails before OUT is touched
+    typer.echo(f"tiny model written to {out}" + (f" (processor of {processor})" if processor else ""))
 
 
 @app.command()

@@ -51,6 +51,8 @@ RENAMED_KEYS = {
     "warmup_ratio": "warmup_steps (a float in [0, 1) is a ratio of the total steps)",
     "min_lr_rate": "lr_scheduler_kwargs: {min_lr_rate: 0.1} (on the command line: --lr_scheduler_kwargs "
                    "'{\"min_lr_rate\": 0.1}')",
+    "prompts_per_step": "prompts_per_generation (prompts per generation batch), with optimizer_batch_size (sequences "
+                        "per optimizer update)",
     "trainer": "TRL's keys at the top level (e.g. `max_grad_norm: 0.5` or --max_grad_norm 0.5, not under trainer:)",
 }
 
@@ -240,9 +242,13 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
     output_dir: str | None = option("outputs/rl", "Checkpoints, config.yaml and final/ of this run.")
     system_prompt: str = option("reflection", f"System prompt by name: one of {sorted(SYSTEM_PROMPTS)}.")
     preset: str = option("paper", f"Reward preset, one of {PRESETS} (docs/method.md#rewards).")
-    prompts_per_step: int | None = option(128, "Prompts per optimizer step (paper: 128); sets "
-                                          "gradient_accumulation_steps = prompts_per_step x num_generations / "
-                                          "(per_device_train_batch_size x processes). Unset: TRL's own batch keys.")
+    prompts_per_generation: int | None = option(128, "Prompts per generation batch (paper: 128, so 1,024 samples "
+                                                "with 8 per prompt); sets TRL's generation_batch_size. Unset, or "
+                                                "either TRL key set: TRL's own.")
+    optimizer_batch_size: int | None = option(128, "Sequences per optimizer update (paper: 128, so 8 updates per "
+                                              "generation batch); sets gradient_accumulation_steps = "
+                                              "optimizer_batch_size / (per_device_train_batch_size x processes) "
+                                              "unless you set gradient_accumulation_steps yourself.")
     max_prompt_length: int = option(1024, "Longest prompt in tokens, image tokens included. TRL does not truncate "
                                     "prompts (cutting image tokens crashes the model): longer ones are refused by id "
                                     "before training, or skipped with skip_bad.")
@@ -257,10 +263,15 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
     warmup_steps: float = option(0.03, "Warmup: steps, or a float in [0, 1) as a ratio of all steps.")
     loss_type: str = option("grpo", f"Policy loss, one of {LOSS_TYPES} (paper: grpo; TRL's default is dapo).")
     max_completion_length: int | None = option(2048, "Longest sampled completion in tokens.")
-    max_steps: int = option(500, "Optimizer steps (-1: num_train_epochs epochs over the prompts).")
+    max_steps: int = option(4000, "Optimizer updates (-1: num_train_epochs epochs over the prompts). 4000 = the "
+                            "paper's 500 generation batches at 8 updates each.")
     logging_steps: float = option(1, "Log every N steps (reward terms and transitions per step).")
     save_steps: float = option(50, "Checkpoint every N steps (and always at the last step).")
-    vllm_importance_sampling_correction: bool = option(False, "Off: rollouts come from the policy being trained.")
+    adam_beta2: float = option(0.95, "Adam beta2 (paper: 0.95; beta1 0.9, weight decay 0, clipping 1.0 are TRL's "
+                               "defaults too).")
+    vllm_importance_sampling_correction: bool = option(False, "TRL's correction for the numerical mismatch between "
+                                                       "vLLM's sampling log-probs and the trainer's (other kernels "
+                                                       "and precision). Off, as in the paper's released runs.")
     vllm_gpu_memory_utilization: float = option(0.3, "Colocate: fraction of each GPU's memory vLLM may take.")
 
     def __post_init__(self):
@@ -301,18 +312,42 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
         super().__post_init__()
 
     def _derive_batch(self) -> None:
-        """prompts_per_step x num_generations completions per optimizer step, whatever the number of processes
-        ($WORLD_SIZE, set by `accelerate launch`)."""
-        if self.prompts_per_step is None:
-            return
-        _at_least(self, "prompts_per_step", 1)
-        world_size = launched_processes()
-        completions = self.prompts_per_step * self.num_generations
-        per_micro_step = self.per_device_train_batch_size * world_size
-        if completions % per_micro_step:
-            raise ConfigError(f"prompts_per_step x num_generations = {completions} must be a multiple of "
-                              f"per_device_train_batch_size x world size = {per_micro_step}")
-        self.gradient_accumulation_steps = completions // per_micro_step
+        """The paper's cadence (docs/method.md#grpo) in TRL's keys, for the number of processes of this run: a
+        generation batch of prompts_per_generation x num_generations samples, trained in optimizer updates of
+        optimizer_batch_size sequences. A TRL key the user set wins over the srpo key that would derive it."""
+        micro = self.per_device_train_batch_size * launched_processes()  # sequences per micro-step, all processes
+        if self.prompts_per_generation is not None and self.generation_batch_size is None \
+                and self.steps_per_generation is None:
+            _at_least(self, "prompts_per_generation", 1)
+            self.generation_batch_size = self.prompts_per_generation * self.num_generations
+            if self.generation_batch_size % micro:
+                raise ConfigError(f"prompts_per_generation x num_generations = {self.generation_batch_size} must be "
+                                  f"a multiple of per_device_train_batch_size x processes = {micro}")
+        if self.optimizer_batch_size is not None and self.gradient_accumulation_steps == 1:
+            _at_least(self, "optimizer_batch_size", 1)
+            if self.optimizer_batch_size % micro:
+                raise ConfigError(f"optimizer_batch_size = {self.optimizer_batch_size} must be a multiple of "
+                                  f"per_device_train_batch_size x processes = {micro}")
+            self.gradient_accumulation_steps = self.optimizer_batch_size // micro
+        if self.generation_batch_size is not None and self.generation_batch_size % (
+                micro * self.gradient_accumulation_steps):
+            raise ConfigError(f"the generation batch ({self.generation_batch_size} samples) must be a whole number of "
+                              f"optimizer batches ({micro * self.gradient_accumulation_steps} sequences)")
+
+
+def batch_arithmetic(cfg, processes: int) -> dict[str, Any]:
+    """What one run does per generation and in all, for `processes` processes (`srpo sft|rl --dry-run`)."""
+    per_update = cfg.per_device_train_batch_size * processes * cfg.gradient_accumulation_steps
+    out: dict[str, Any] = {"processes": processes, "sequences_per_optimizer_update": per_update,
+                           "optimizer_updates": cfg.max_steps if cfg.max_steps > 0 else None}
+    if isinstance(cfg, SRPOGRPOConfig):
+        samples = cfg.generation_batch_size
+        updates = samples // per_update
+        out |= {"prompts_per_generation": samples // cfg.num_generations, "samples_per_generation": samples,
+                "optimizer_updates_per_generation": updates,
+                "steps_per_generation (TRL, micro-steps)": samples // (cfg.per_device_train_batch_size * processes),
+                "generation_steps": cfg.max_steps / updates if cfg.max_steps > 0 else None}
+    return out
 
 
 @dataclass
@@ -427,9 +462,12 @@ class ReflectConfig:
         ]
 
 
+ASSUMED_PROCESSES: int | None = None  # `--dry-run --world-size N`: derive batch keys as if N processes ran
+
+
 def launched_processes() -> int:
     """Processes of this run: $WORLD_SIZE as `accelerate launch` / torchrun set it, else 1."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return ASSUMED_PROCESSES or int(os.environ.get("WORLD_SIZE", "1"))
 
 
 class _Parser(TrlParser):

@@ -64,7 +64,7 @@ class DemoConfig:
     sft_lr: float = option(1e-3, "Stage-1 learning rate.")
     rl_steps: int = option(30, "Stage-2 GRPO steps.")
     rl_lr: float = option(2e-5, "Stage-2 learning rate.")
-    prompts_per_step: int = option(16, "GRPO prompts per step.")
+    prompts_per_step: int = option(16, "GRPO prompts per generation batch, trained in one optimizer update.")
     num_generations: int = option(8, "GRPO group size.")
     max_completion_length: int = option(128, "GRPO completion length.")
     batch_size: int = option(16, "Batch size of SFT, generation and evaluation.")
@@ -199,8 +199,10 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> SRPOGRPOConfig:
     return SRPOGRPOConfig(
         model_name_or_path=str(model), dataset=str(data_dir / "train.jsonl"), output_dir=str(output_dir),
         preset=preset,
-        num_generations=cfg.num_generations, prompts_per_step=cfg.prompts_per_step,
+        num_generations=cfg.num_generations, prompts_per_generation=cfg.prompts_per_step,
+        optimizer_batch_size=cfg.prompts_per_step * cfg.num_generations,  # one update per generation batch
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations, temperature=1.0,
+        adam_beta2=0.999,  # the demo's tuned setting (the paper's 0.95 is for real runs)
         learning_rate=cfg.rl_lr, max_steps=cfg.rl_steps, max_completion_length=cfg.max_completion_length,
         max_prompt_length=1024, logging_steps=1, save_steps=max(cfg.rl_steps // 2, 1), report_to=[],
         seed=cfg.seed, lr_scheduler_type="constant", warmup_steps=0,

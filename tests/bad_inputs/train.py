@@ -27,15 +27,15 @@ def sft(ws: Workspace, *extra) -> list:
 
 def rl(ws: Workspace, *extra, problems=None) -> list:
     return ["rl", "--model_name_or_path", ws.model, "--dataset", problems or ws.problems, "--output_dir",
-            ws.tmp / "out", "--report_to", "none", "--num_generations", "4", "--prompts_per_step", "2", "--per_device_train_batch_size",
-            "8", *extra]
+            ws.tmp / "out", "--report_to", "none", "--num_generations", "4", "--prompts_per_generation", "2",
+            "--optimizer_batch_size", "8", "--per_device_train_batch_size", "8", *extra]
 
 
 def rl_run_with_other_settings(ws: Workspace) -> list:
     """An output_dir that holds a run made with another learning rate (its recorded config)."""
     saved = config_values(SRPOGRPOConfig(model_name_or_path=str(ws.model), dataset=str(ws.problems),
-                                         output_dir=str(ws.tmp / "out"), num_generations=4, prompts_per_step=2,
-                                         per_device_train_batch_size=8, report_to="none", learning_rate=3e-6))
+                                         output_dir=str(ws.tmp / "out"), num_generations=4, prompts_per_generation=2,
+                                         optimizer_batch_size=8, per_device_train_batch_size=8, report_to="none", learning_rate=3e-6))
     ws.write("out/config.yaml", yaml.safe_dump(saved))
     return rl(ws)
 
@@ -124,7 +124,7 @@ CASES = [
     BadInput("rl-filter-band-upside-down", lambda ws: rl(ws, "--group_accuracy_filter", "0.9", "0.1"),
              r"group_accuracy_filter: \[0\.9, 0\.1\] must be \[low, high\]"),
     BadInput("rl-batch-does-not-divide", lambda ws: rl(ws, "--per_device_train_batch_size", "3"),
-             r"prompts_per_step x num_generations = 8 must be a multiple of per_device_train_batch_size"),
+             r"prompts_per_generation x num_generations = 8 must be a multiple of per_device_train_batch_size"),
     BadInput("rl-unknown-loss-type", lambda ws: rl(ws, "--loss_type", "ppo"),
              r"loss_type: 'ppo' is unknown; use one of"),
     BadInput("rl-min-lr-rate-old-key", lambda ws: rl(ws, "--min_lr_rate", "0.1"),
