@@ -1,5 +1,6 @@
 """Both stages on TRL with the tiny model: label masking, frozen vision, LoRA, the group filter, resuming."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,11 +9,12 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 from trl.data_utils import prepare_multimodal_messages
 
 from srpo.config import SRPOGRPOConfig, SRPOSFTConfig
 from srpo.format import render_response
-from srpo.models import load_model
+from srpo.models import load_model, load_processor
 from srpo.train.rl import build_rl_trainer
 from srpo.train.sft import build_sft_trainer, run_sft
 from srpo.train.training_data import PromptTooLongError, prompt_token_counts
@@ -88,6 +90,27 @@ def test_over_long_image_prompts_are_rejected_by_id_or_skipped(tiny_model_dir, p
     trainer = build_rl_trainer(rl_config(tiny_model_dir, problems_file, tmp_path, max_prompt_length=limit,
                                          skip_bad=True))
     assert trainer.train_dataset["id"] == [r["id"] for r, n in zip(rows, counts) if n <= limit]
+
+
+def test_trainer_and_vllm_see_the_same_pixels(tiny_model_dir, tmp_path):
+    """max_pixels reaches the rollout engine too: images come out of the dataset already resized as the trainer's
+    processor resizes them, so a processor with the checkpoint's own (larger) max_pixels, as vLLM loads it, leaves
+    them as they are and cuts them into the same patches."""
+    image = Image.new("RGB", (401, 263), "white")
+    image.save(tmp_path / "big.png")
+    (tmp_path / "p.jsonl").write_text(json.dumps({"id": "big", "question": "What?", "answer": "1",
+                                                  "image": "big.png"}) + "\n")
+    trainer_side = 28 * 28 * 16  # below the tiny processor's own 28 x 28 x 64
+    trainer = build_rl_trainer(rl_config(tiny_model_dir, tmp_path / "p.jsonl", tmp_path, max_pixels=trainer_side,
+                                         prompts_per_generation=1, optimizer_batch_size=4,
+                                         per_device_train_batch_size=4))
+    served = trainer.train_dataset[0]["images"][0]
+    assert served.size != image.size and served.width * served.height <= trainer_side
+    assert served.width % 28 == 0 and served.height % 28 == 0
+    engine_processor = load_processor(tiny_model_dir)  # the checkpoint's settings, as vLLM would read them
+    assert engine_processor.image_processor.size["longest_edge"] > trainer_side
+    grid = lambda processor: processor.image_processor(images=[served], return_tensors="pt")["image_grid_thw"]
+    assert torch.equal(grid(trainer.processing_class), grid(engine_processor))
 
 
 def test_rl_killed_after_first_checkpoint_resumes(tiny_model_dir, problems_file, tmp_path):

@@ -24,7 +24,7 @@ from srpo.train.common import (
     run_stage,
 )
 from srpo.train.output_dir import OutputDir
-from srpo.train.training_data import usable_rows
+from srpo.train.training_data import resized_for, usable_rows
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_rl_dataset(cfg: SRPOGRPOConfig, processor) -> datasets.Dataset:
                      limit_name=f"max_prompt_length={cfg.max_prompt_length}", skip_bad=cfg.skip_bad)
     if len(ds) == 0:
         raise InvalidValue(f"{cfg.dataset}: no usable problems left to train on")
-    return ds
+    return ds.with_transform(resized_for(processor))  # on access: the trainer's and vLLM's pixels are the same
 
 
 def check_vllm(cfg: SRPOGRPOConfig) -> None:

@@ -19,6 +19,7 @@ import datasets
 import pyarrow as pa
 from accelerate import PartialState
 from datasets.fingerprint import Hasher
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from trl.data_utils import prepare_multimodal_messages
 
 from srpo.data import (
@@ -182,3 +183,27 @@ def processor_fingerprint(processor) -> str:
     vocabulary = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
     return Hasher.hash([type(processor).__name__, processor.image_processor.to_json_string(), vocabulary,
                         processor.chat_template])
+
+
+def resized_for(processor):
+    """Images resized as the processor would (Qwen's smart_resize: sides multiples of patch x merge, pixels within
+    its min/max), so that any other processor of the model, vLLM's loaded from the checkpoint folder with its own
+    max_pixels, receives images it leaves as they are: trainer and rollout engine see the same pixels
+    (docs/method.md#grpo)."""
+    image_processor = processor.image_processor
+    factor = image_processor.patch_size * image_processor.merge_size
+    low, high = image_processor.size["shortest_edge"], image_processor.size["longest_edge"]
+
+    def resize(batch: dict) -> dict:
+        resized = []
+        for images in batch["images"]:
+            row = []
+            for image in images or []:
+                height, width = smart_resize(image.height, image.width, factor=factor, min_pixels=low, max_pixels=high)
+                row.append(image if (width, height) == image.size else image.resize((width, height),
+                                                                                   resample=3))  # BICUBIC, as Qwen
+            resized.append(row)
+        return {**batch, "images": resized}
+
+    return resize
+
