@@ -141,6 +141,11 @@ def test_parse_number_rejects(s):
         ("$45$", "B", ["(A) 30", "(B) 45", "(C) 60"], True),
         ("30", "B", ["30", "45", "60"], False),
         ("b", "b", ["30", "45"], True),  # lower-case gold letter with choices
+        ("$\\boxed{C}$", "c", None, True),  # lower-case gold letter without choices
+        ("The answer is (C).", "(c)", None, True),
+        ("$\\boxed{D}$", "c", None, False),
+        ("$\\boxed{e}$", "e", None, True),  # a lower-case gold that is math still checks as before
+        ("$\\boxed{2.718}$", "e", None, False),
         ("B", "45", ["30", "45", "60"], True),  # gold given as the option text
         # degenerate
         ("", "5", None, False),

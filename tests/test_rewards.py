@@ -156,7 +156,8 @@ def test_malformed_loses_format(name):
     text = MALFORMED[name]
     for preset in PRESETS:
         b = score_response(text, GOLD, preset=preset)
-        assert b.format == 0.0, (preset, name)
+        # the released format regex accepts a whitespace-only block (tests/test_reference_reward.py)
+        assert b.format == (0.5 if (preset, name) == ("reference", "empty_reflection") else 0.0), (preset, name)
         assert min_total(preset) <= b.total <= max_total(preset)
 
 
@@ -210,21 +211,23 @@ CHOICES = ["30^\\circ", "45^\\circ", "60^\\circ", "90^\\circ"]
 
 
 @pytest.mark.parametrize(
-    "a1, a2, transition",
+    "a1, a2, transition, reference",
     [
-        ("$\\boxed{A}$", "$\\boxed{B}$", "wrong_to_right"),
-        ("(B)", "B", "right_to_right"),
-        ("B. $45^\\circ$", "The answer is C.", "right_to_wrong"),
-        ("$45^\\circ$", "\\text{B}", "right_to_right"),  # option text counts
-        ("b", "(D)", "right_to_wrong"),
-        ("$\\boxed{60^\\circ}$", "D", "wrong_to_wrong"),
+        ("$\\boxed{A}$", "$\\boxed{B}$", "wrong_to_right", "wrong_to_right"),
+        # reference: a bare "(B)" is not extracted; the released letter rule rights a final "B" (a, c, d absent)
+        ("(B)", "B", "right_to_right", "wrong_to_right"),
+        ("B. $45^\\circ$", "The answer is C.", "right_to_wrong", "wrong_to_wrong"),
+        ("$45^\\circ$", "\\text{B}", "right_to_right", "wrong_to_right"),  # option text counts (not in reference)
+        ("b", "(D)", "right_to_wrong", "wrong_to_wrong"),
+        ("$\\boxed{60^\\circ}$", "D", "wrong_to_wrong", "wrong_to_wrong"),
     ],
 )
-def test_multiple_choice(a1, a2, transition):
+def test_multiple_choice(a1, a2, transition, reference):
     for preset in PRESETS:
         b = score_response(five(a1, a2), "B", preset=preset, choices=CHOICES)
-        assert b.transition == transition
-        assert no_length(b) == pytest.approx(EXPECTED[preset][transition], abs=1e-12)
+        expected = reference if preset == "reference" else transition
+        assert b.transition == expected
+        assert no_length(b) == pytest.approx(EXPECTED[preset][expected], abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -415,7 +418,7 @@ def test_trl_adapter_plain_strings_and_missing_answer():
 # unicode math: paper and grpo check "½" as "1/2"; reference checks answers as the released code does
 # ---------------------------------------------------------------------------------------------------------------
 
-# (unicode answer, gold, whether the check accepted it before unicode normalisation)
+# (unicode answer, gold, whether the released check accepts it)
 UNICODE_ANSWERS = [
     ("½", "1/2", False),
     ("$\\boxed{1½}$", "\\frac{3}{2}", False),
@@ -423,8 +426,8 @@ UNICODE_ANSWERS = [
     ("x²", "x^2", False),
     ("x₁", "x_1", False),
     ("(-∞, 2]", "(-\\infty, 2]", False),
-    ("−5", "-5", True),
-    ("x ≤ 3", "x \\le 3", True),
+    ("−5", "-5", False),  # bare inside the tags: the released parse finds nothing
+    ("x ≤ 3", "x \\le 3", False),
 ]
 
 
@@ -434,7 +437,7 @@ def test_unicode_answers_by_preset(answer, gold, before):
     assert score_response(response, gold, preset="paper").transition == "wrong_to_right"
     assert score_response(response, gold, preset="grpo").accuracy == 1.0
     reference = score_response(response, gold, preset="reference")
-    assert reference.transition == ("wrong_to_right" if before else "wrong_to_wrong")  # as before the change
+    assert reference.transition == ("wrong_to_right" if before else "wrong_to_wrong")
     assert no_length(reference) == EXPECTED["reference"][reference.transition]
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "unicode_to_latex",
     "CheckerProblems",
     "checker_problems",
+    "record_check_problem",
     "clear_caches",
     "DEFAULT_TIMEOUT",
 ]
@@ -495,11 +496,20 @@ def _gold_letter(gold: str, choices: tuple[str, ...] | None) -> str | None:
     return None
 
 
+_LOWER_LETTER_RE = re.compile(r"\s*\(?\s*([a-z])\s*\)?\s*")  # c, (c)
+
+
 def _is_correct_impl(pred: str, gold: str, choices: tuple[str, ...] | None, timeout: float) -> bool:
     if not pred.strip() or not gold.strip():
         return False
     letter = _gold_letter(gold, choices)
-    if letter is not None:
+    lower = _LOWER_LETTER_RE.fullmatch(gold) if letter is None and not choices else None
+    if lower is not None:
+        # A lower-case gold letter with no options (``c``): the prediction's option letter ``C`` counts; any
+        # other prediction is checked as below (``e``, ``x`` may be math, not options).
+        if extract_choice_letter(pred) == lower.group(1).upper():
+            return True
+    elif letter is not None:
         # docs/method.md#rewards multiple choice: compare option letters; an answer equal to the gold option's text also counts.
         if extract_choice_letter(pred, len(choices) if choices else None) == letter:
             return True
@@ -570,6 +580,12 @@ def checker_problems() -> CheckerProblems:
     The counts only grow, so several readers (rewards, evaluation) can each take differences."""
     with _problems_lock:
         return CheckerProblems(_problems["error"], _problems["timeout"])
+
+
+def record_check_problem(kind: str, pred: str, gold: str, detail: str) -> None:
+    """Count (and log, rate-limited) one answer check that gave no answer and was scored as a wrong answer:
+    ``kind`` is ``"error"`` or ``"timeout"``. For checkers outside this module (the ``reference`` reward preset)."""
+    _record_problem(kind, pred, gold, detail)
 
 
 def _record_problem(kind: str, pred: str, gold: str, detail: str) -> None:

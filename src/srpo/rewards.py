@@ -45,6 +45,7 @@ from typing import Any
 from srpo.answers import CheckerProblems, as_choices, as_text, checker_problems, is_correct
 from srpo.errors import InvalidValue
 from srpo.format import ParsedResponse, has_wellformed_reflection, is_five_block, is_single_round, parse_response
+from srpo.reference_reward import score_released
 
 __all__ = [
     "PRESETS",
@@ -81,9 +82,6 @@ _PAPER_FORMAT = 0.5
 _PAPER_ACCURACY = 0.5
 _PAPER_I_EFF = {"wrong_to_right": 0.5, "right_to_right": 0.25, "wrong_to_wrong": 0.0, "right_to_wrong": -0.25}
 _PAPER_I_REF = 0.25
-# docs/method.md#rewards reference preset
-_REF_ACC = {"wrong_to_right": 1.0, "right_to_right": 0.75, "right_to_wrong": 0.25, "wrong_to_wrong": 0.0}
-_REF_FORMAT = 0.5
 # grpo preset
 _GRPO_ACCURACY = 1.0
 _GRPO_FORMAT = 0.5
@@ -198,25 +196,27 @@ def score_response(
 
     ``token_count`` counts tokens for the length term (default :func:`default_token_count`); ``choices`` are the
     options of a multiple-choice problem (their text also counts as a correct answer). Answers are checked with
-    :func:`srpo.answers.is_correct`; the ``reference`` preset leaves out its unicode-to-LaTeX step, as the
-    released code has none. Raises ``ValueError`` for an unknown preset; never raises on any response string
-    (non-str responses score as ``""``).
+    :func:`srpo.answers.is_correct`; the ``reference`` preset is the released reward function, quirks included
+    (:mod:`srpo.reference_reward`; it ignores ``choices``, as the released code has none). Raises ``ValueError``
+    for an unknown preset; never raises on any response string (non-str responses score as ``""``).
     """
     _check_preset(preset)
     text = response if isinstance(response, str) else ""
     gold = as_text(solution)
     ch = as_choices(choices)
     tc = token_count if token_count is not None else default_token_count
+    if preset == "reference":
+        # docs/method.md#rewards reference preset: the released reward function, its quirks listed there.
+        r = score_released(text, gold, tc)
+        return RewardBreakdown(r.format, r.accuracy, 0.0, 0.0, r.length, r.total, r.first_correct, r.final_correct,
+                               r.n_answers)
     parsed = parse_response(text)
     n = len(parsed.answers)
     first_correct: bool | None = None
     final_correct: bool | None = None
-    unicode_math = preset != "reference"
     if n:
-        first_correct = is_correct(parsed.answers[0], gold, choices=ch, unicode_math=unicode_math)
-        final_correct = (
-            first_correct if n == 1 else is_correct(parsed.answers[-1], gold, choices=ch, unicode_math=unicode_math)
-        )
+        first_correct = is_correct(parsed.answers[0], gold, choices=ch)
+        final_correct = first_correct if n == 1 else is_correct(parsed.answers[-1], gold, choices=ch)
     transition = _transition(bool(first_correct), bool(final_correct)) if n >= 2 else None
 
     if preset == "paper":
@@ -229,20 +229,6 @@ def score_response(
         length = _length_term(text, parsed, tc)
         total = fmt + acc + eff + ref + length  # PRESET_TERMS["paper"] order
         return RewardBreakdown(fmt, acc, eff, ref, length, total, first_correct, final_correct, n)
-
-    if preset == "reference":
-        # docs/method.md#rewards reference preset. Released behaviour: fewer than two <think> or two <answer> blocks -> the
-        # released code fails (its length helper returns a 2-tuple that is unpacked into 3 names, the answer
-        # helper likewise) and the sample falls back to 0 for every term. Consequently the spec's "one answer
-        # block: 0.5 if right" branch of acc can never contribute and is not reachable here either.
-        if len(parsed.thinks) < 2 or n < 2:
-            return RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, first_correct, final_correct, n)
-        assert transition is not None
-        acc = _REF_ACC[transition]
-        fmt = _REF_FORMAT if is_five_block(text) else 0.0
-        length = _length_term(text, parsed, tc)
-        total = acc + fmt + length  # PRESET_TERMS["reference"] order
-        return RewardBreakdown(fmt, acc, 0.0, 0.0, length, total, first_correct, final_correct, n)
 
     # grpo: plain-GRPO baseline. Accuracy of the final (last) answer; format for a single round or five blocks.
     acc = _GRPO_ACCURACY if final_correct else 0.0

@@ -94,6 +94,61 @@ def _mv_check(pred: str, gold: str, seconds: int) -> bool:
     return False
 
 
+def _mv_released(blocks: tuple[str, ...], gold: str, seconds: int) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """The released reward's answer check (docs/method.md#rewards reference preset), in the main thread of this
+    process: the gold parsed as ``$gold$`` with the defaults, each answer block (tags included) parsed with string,
+    LaTeX and expression extraction, then ``verify(block_parsed, gold_parsed)``, the prediction in math-verify's
+    gold slot as the released code calls it. Returns ``(gold_texts, outcomes)``: ``gold_texts`` is None when the
+    gold parses to nothing (or its parse raises: the released parse returns [] then), else ``str()`` of each
+    parsed gold item; one outcome per block, "right", "wrong", "error" or "timeout" (the last two are wrong
+    answers, as the released code's silent [] / False are, counted by the caller). Raises :class:`CheckTimeout`
+    when the gold's parse runs out of time."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
+    from math_verify.errors import TimeoutException
+    from math_verify.utils import timeout
+
+    try:
+        gold_parsed = _parse_gold(gold, seconds)
+        if not gold_parsed:
+            return None, ()
+        gold_texts = tuple(timeout(timeout_seconds=seconds)(lambda: [str(g) for g in gold_parsed])())
+    except TimeoutException as e:
+        raise CheckTimeout(f"parsing the gold took over {seconds} s") from e
+    except Exception:
+        return None, ()
+    config = [StringExtractionConfig(), LatexExtractionConfig(), ExprExtractionConfig()]  # the released order
+    outcomes: list[str] = []
+    for block in blocks:
+        try:
+            pred_parsed = parse(block, extraction_config=config, parsing_timeout=seconds, raise_on_error=True)
+        except TimeoutException:
+            outcomes.append("timeout")
+            continue
+        except Exception:
+            outcomes.append("error")
+            continue
+        outcome = "wrong"
+        for p in pred_parsed:
+            for g in gold_parsed:
+                try:
+                    if verify(p, g, timeout_seconds=seconds, raise_on_error=True):
+                        outcome = "right"
+                        break
+                except TimeoutException:
+                    outcome = "timeout" if outcome == "wrong" else outcome
+                except Exception:
+                    outcome = "error" if outcome == "wrong" else outcome
+            if outcome == "right":
+                break
+        outcomes.append(outcome)
+    return gold_texts, tuple(outcomes)
+
+
+_JOBS = {"check": _mv_check, "released": _mv_released}
+# the most math-verify calls one job makes, each bounded by `seconds`: how long the parent waits for a helper
+_JOB_CALLS = {"check": 3, "released": 12}
+
+
 class _Helper:
     """One helper process running :func:`_helper_main`; talks over a socketpair wrapped in a Connection."""
 
@@ -141,11 +196,11 @@ def _helper_main(fd: int) -> None:  # pragma: no cover - runs in the helper proc
     conn.send("ready")
     while True:
         try:
-            pred, gold, seconds = conn.recv()
+            job, args = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            reply = ("done", bool(_mv_check(pred, gold, seconds)))
+            reply = ("done", _JOBS[job](*args))
         except CheckTimeout as e:
             reply = ("timeout", str(e))
         except BaseException as e:  # the parent must get an answer whatever happened here
@@ -165,6 +220,11 @@ class _HelperPool:
         self._lock = threading.Lock()
 
     def check(self, pred: str, gold: str, seconds: int) -> bool:
+        return bool(self.run("check", (pred, gold, seconds), seconds))
+
+    def run(self, job: str, args: tuple, seconds: int):
+        """``_JOBS[job](*args)`` in a helper process, waiting at most ``_JOB_CALLS[job] * seconds + 1`` s."""
+        wait = _JOB_CALLS[job] * seconds + 1.0
         with self._sem:
             with self._lock:
                 helper = self._idle.pop() if self._idle else None
@@ -175,10 +235,10 @@ class _HelperPool:
                     raise CheckError(f"could not start a math-verify helper process ({_describe(e)})") from e
             reusable = False
             try:
-                helper.conn.send((pred, gold, seconds))
-                # three bounded math-verify calls (parse gold, parse prediction, verify) + IPC slack
-                if not helper.conn.poll(3 * seconds + 1.0):
-                    raise CheckTimeout(f"math-verify helper gave no answer within {3 * seconds + 1} s; restarted it")
+                helper.conn.send((job, args))
+                # the job's bounded math-verify calls + IPC slack
+                if not helper.conn.poll(wait):
+                    raise CheckTimeout(f"math-verify helper gave no answer within {wait:g} s; restarted it")
                 kind, value = helper.conn.recv()
                 reusable = True
             except (EOFError, OSError) as e:
@@ -207,6 +267,15 @@ def verify_equal(pred: str, gold: str, timeout: float) -> bool:
     if threading.current_thread() is threading.main_thread():
         return _mv_check(pred, gold, seconds)
     return _POOL.check(pred, gold, seconds)
+
+
+def released_check(blocks: tuple[str, ...], gold: str, timeout: float) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """:func:`_mv_released` bounded in time, in this thread when it is the main one, else in a helper process.
+    Raises :class:`CheckTimeout` (the gold's parse, or the helper, ran out of time) or :class:`CheckError`."""
+    seconds = _alarm_seconds(timeout)
+    if threading.current_thread() is threading.main_thread():
+        return _mv_released(tuple(blocks), gold, seconds)
+    return _POOL.run("released", (tuple(blocks), gold, seconds), seconds)
 
 
 def clear_parse_cache() -> None:
