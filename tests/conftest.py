@@ -49,3 +49,21 @@ def benchmarks_dir(shared_benchmarks, monkeypatch) -> Path:
     """`shared_benchmarks`, also set as $SRPO_DATA_DIR for the code under test (the default `--data` folder)."""
     monkeypatch.setenv(DATA_ENV, str(shared_benchmarks))
     return shared_benchmarks
+
+
+@pytest.fixture(scope="session")
+def real_processor_dir() -> Path:
+    """The real Qwen2.5-VL-7B-Instruct tokenizer, chat template and image-processor files (no weights), in
+    ../shared/qwen2_5_vl_processor beside the repository; tests that use it skip when it is absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "qwen2_5_vl_processor"
+    if not (path / "vocab.json").exists():
+        pytest.skip(f"{path} is absent: the real Qwen2.5-VL processor files are not on this machine")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_tiny_model_dir(tmp_path_factory, real_processor_dir) -> Path:
+    """A tiny random Qwen2.5-VL keeping the real processor (tokenizer, vocabulary size, template, pixel bounds)."""
+    path = tmp_path_factory.mktemp("real_tiny") / "model"
+    build_tiny_model(path, processor_dir=real_processor_dir)
+    return path

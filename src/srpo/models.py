@@ -2,8 +2,10 @@
 
 The tiny model has the real architecture (Qwen2_5_VLForConditionalGeneration) with small dimensions, a byte-level
 BPE tokenizer trained locally on `assets/tokenizer_corpus.txt` (shipped, so it is stable across versions), the Qwen
-special tokens and chat template, and the PIL image processor. Everything that takes a model takes a path, so the
-same code runs on `Qwen/Qwen2.5-VL-7B-Instruct`.
+special tokens and chat template, and the PIL image processor. Given a real processor folder instead
+(`build_tiny_model(..., processor_dir=DIR)`), it keeps that folder's tokenizer, vocabulary size, chat template and
+image-processor settings, so tests see the real token ids and image-token counts. Everything that takes a model
+takes a path, so the same code runs on `Qwen/Qwen2.5-VL-7B-Instruct`.
 """
 
 from __future__ import annotations
@@ -63,12 +65,41 @@ class ModelLoadError(UserError, ValueError):
     """A model or processor path that cannot be used; the message says which and how to fix it."""
 
 
+STOCK_PROCESSOR_CLASS = "Qwen2_5_VLProcessor"
+
+
 class Qwen2_5_VLProcessorWithoutVideo(Qwen2_5_VLProcessor):
-    """Qwen2.5-VL processor without the video processor, which requires torchvision (absent on CPU machines)."""
+    """Qwen2.5-VL processor without the video processor, which requires torchvision (absent on CPU machines).
+
+    It saves itself under the stock class name, so a checkpoint srpo writes loads with the stock classes (and in
+    `vllm serve`) without srpo installed; srpo's `load_processor` falls back to this class where torchvision is
+    missing."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         # The parent takes (image, tokenizer, video); ProcessorMixin reads our signature and keeps the first two.
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "processor_class": STOCK_PROCESSOR_CLASS}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        folder = Path(save_directory)
+        # The tokenizer was told our class name as its processor_class; write the stock one there too.
+        config = folder / "tokenizer_config.json"
+        if config.exists():
+            data = json.loads(config.read_text(encoding="utf-8"))
+            if data.get("processor_class") not in (None, STOCK_PROCESSOR_CLASS):
+                data["processor_class"] = STOCK_PROCESSOR_CLASS
+                config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        # The stock processor also builds a video processor, from video_preprocessor_config.json or else
+        # preprocessor_config.json (as the upstream checkpoints ship it); with neither, AutoProcessor (and vLLM)
+        # cannot load the folder even where torchvision is installed.
+        legacy = folder / "preprocessor_config.json"
+        if not legacy.exists() and not (folder / "video_preprocessor_config.json").exists():
+            data = {**self.image_processor.to_dict(), "processor_class": STOCK_PROCESSOR_CLASS}
+            legacy.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return result
 
 
 # Without this, AutoProcessor cannot resolve the class name saved in processor_config.json and silently
@@ -94,6 +125,15 @@ class TinyModelSpec:
     max_pixels: int = 28 * 28 * 64
     max_position_embeddings: int = 4096
     seed: int = 0
+
+
+# For a real processor (`processor_dir`): the real vocabulary (152,064 rows) makes the embedding the bulk of the
+# model, so the hidden size stays small (64: about 10M parameters, fast CPU steps). vocab_size and the pixel bounds
+# are then taken from the processor folder, not from here.
+REAL_PROCESSOR_SPEC = TinyModelSpec(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    vision_hidden_size=32, vision_intermediate_size=64, vision_depth=2, vision_num_heads=2,
+)
 
 
 def _corpus_lines() -> list[str]:
@@ -140,8 +180,15 @@ def build_tiny_processor(spec: TinyModelSpec | None = None) -> Qwen2_5_VLProcess
     return Qwen2_5_VLProcessorWithoutVideo(image_processor, tokenizer, chat_template=CHAT_TEMPLATE)
 
 
-def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_VLConfig:
+def build_tiny_config(
+    tokenizer, spec: TinyModelSpec | None = None, *, vocab_size: int | None = None, image_processor=None
+) -> Qwen2_5_VLConfig:
+    """The tiny architecture; `vocab_size` (default: the tokenizer's length) and the vision patching of
+    `image_processor` (patch, merge, temporal patch sizes; default 14, 2, 2) come from a real processor when given."""
     spec = spec or TinyModelSpec()
+    patch = getattr(image_processor, "patch_size", None) or 14
+    merge = getattr(image_processor, "merge_size", None) or 2
+    temporal = getattr(image_processor, "temporal_patch_size", None) or 2
     head_dim = spec.hidden_size // spec.num_attention_heads
     # Multimodal RoPE splits head_dim/2 frequencies over (time, height, width); Qwen uses [16, 24, 24] of 64.
     quarter = head_dim // 8
@@ -150,7 +197,7 @@ def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_V
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
     return Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(tokenizer),
+            "vocab_size": vocab_size or len(tokenizer),
             "hidden_size": spec.hidden_size,
             "intermediate_size": spec.intermediate_size,
             "num_hidden_layers": spec.num_hidden_layers,
@@ -171,9 +218,9 @@ def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_V
             "out_hidden_size": spec.hidden_size,
             "fullatt_block_indexes": [spec.vision_depth - 1],
             "window_size": 112,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
+            "patch_size": patch,
+            "spatial_merge_size": merge,
+            "temporal_patch_size": temporal,
         },
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -184,28 +231,47 @@ def build_tiny_config(tokenizer, spec: TinyModelSpec | None = None) -> Qwen2_5_V
 
 
 def build_tiny_model(
-    output_dir: str | Path | None = None, spec: TinyModelSpec | None = None
+    output_dir: str | Path | None = None, spec: TinyModelSpec | None = None, processor_dir: str | Path | None = None
 ) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessorWithoutVideo]:
     """A randomly initialised tiny Qwen2.5-VL and its processor; saved to `output_dir` when given, replacing the
-    folder whole (written beside it, then swapped in: a crash never leaves half a checkpoint)."""
+    folder whole (written beside it, then swapped in: a crash never leaves half a checkpoint).
+
+    With `processor_dir` (a checkpoint folder or the processor files of one, with its config.json) the model keeps
+    that folder's tokenizer, chat template, image-processor settings and vocabulary size (default dimensions:
+    REAL_PROCESSOR_SPEC). The saved folder names only stock classes, so transformers and vLLM load it without srpo."""
     if output_dir is not None:
         check_output_dir(output_dir, "tiny model folder")
-    spec = spec or TinyModelSpec()
-    processor = build_tiny_processor(spec)
-    config = build_tiny_config(processor.tokenizer, spec)
+    if processor_dir is None:
+        spec = spec or TinyModelSpec()
+        processor = build_tiny_processor(spec)
+        config = build_tiny_config(processor.tokenizer, spec)
+    else:
+        spec = spec or REAL_PROCESSOR_SPEC
+        processor = load_processor(processor_dir)
+        config = build_tiny_config(processor.tokenizer, spec, vocab_size=_checkpoint_vocab_size(processor_dir, processor),
+                                   image_processor=processor.image_processor)
     torch.manual_seed(spec.seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     if output_dir is not None:
+        record = {**asdict(spec), "processor_dir": str(processor_dir) if processor_dir is not None else None}
 
         def save(folder: Path) -> None:
             model.save_pretrained(folder)
             processor.save_pretrained(folder)
-            (folder / "srpo_tiny_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+            (folder / "srpo_tiny_spec.json").write_text(json.dumps(record, indent=2))
 
         replace_dir(output_dir, save)
     return model, processor
+
+
+def _checkpoint_vocab_size(folder: str | Path, processor) -> int:
+    """The embedding rows of the checkpoint the processor came from (Qwen2.5-VL pads 151,665 tokens to 152,064);
+    at least the tokenizer's length."""
+    config = json.loads((Path(folder).expanduser() / "config.json").read_text(encoding="utf-8"))
+    size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size") or 0
+    return max(int(size), len(processor.tokenizer))
 
 
 def load_processor(path: str | Path):
