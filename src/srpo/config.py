@@ -190,9 +190,8 @@ class TrainingStageFields:
 
     def _resolve_defaults(self) -> None:
         self._resolve_device()
-        if self.gradient_checkpointing is None and getattr(self, "activation_checkpointing", None) is None:
-            self.activation_checkpointing = False  # transformers >= 5.23 names it so; older ones read the old name
-            self.gradient_checkpointing = False
+        if self.gradient_checkpointing is None and self.activation_checkpointing is None:
+            self.activation_checkpointing = self.gradient_checkpointing = False
 
     def _resolve_device(self) -> None:
         """bf16 where a GPU has it, else full precision on the CPU: a recipe written for GPUs still runs (slowly) on a
