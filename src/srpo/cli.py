@@ -141,6 +141,13 @@ def _report_run(run) -> None:
         typer.echo(f"final model: {run.final}")
 
 
+def _train(cls, run, ctx: typer.Context, overwrite: bool, dry_run: bool, world_size: int | None) -> None:
+    cfg = _parse_training(cls, ctx, world_size if dry_run else None)
+    if dry_run:
+        return _dry_run(cfg, world_size)
+    _report_run(run(cfg, overwrite=overwrite))
+
+
 @app.command(context_settings=CONFIG_COMMAND)
 def sft(ctx: typer.Context, overwrite: bool = OVERWRITE, dry_run: bool = DRY_RUN, world_size: int = WORLD_SIZE):
     """Stage 1: SFT on reasoning + reflection (TRL's SFTTrainer).
@@ -152,10 +159,7 @@ def sft(ctx: typer.Context, overwrite: bool = OVERWRITE, dry_run: bool = DRY_RUN
     from srpo.config import SRPOSFTConfig
     from srpo.train.sft import run_sft
 
-    cfg = _parse_training(SRPOSFTConfig, ctx, world_size if dry_run else None)
-    if dry_run:
-        return _dry_run(cfg, world_size)
-    _report_run(run_sft(cfg, overwrite=overwrite))
+    _train(SRPOSFTConfig, run_sft, ctx, overwrite, dry_run, world_size)
 
 
 @app.command(context_settings=CONFIG_COMMAND)
@@ -169,10 +173,7 @@ def rl(ctx: typer.Context, overwrite: bool = OVERWRITE, dry_run: bool = DRY_RUN,
     from srpo.config import SRPOGRPOConfig
     from srpo.train.rl import run_rl
 
-    cfg = _parse_training(SRPOGRPOConfig, ctx, world_size if dry_run else None)
-    if dry_run:
-        return _dry_run(cfg, world_size)
-    _report_run(run_rl(cfg, overwrite=overwrite))
+    _train(SRPOGRPOConfig, run_rl, ctx, overwrite, dry_run, world_size)
 
 
 @app.command(context_settings=CONFIG_COMMAND)
