@@ -1,38 +1,39 @@
-"""GRPO steps on one GPU with the real Qwen2.5-VL-3B (and 7B + LoRA) architecture: throughput, MFU, peak memory.
+# Over 400 lines: one self-contained benchmark script (rows, model, timing, FLOPs, atomic results, table) that a
+# bare GPU machine runs from a checkout; splitting it into modules would spread one measurement over several files.
+"""GRPO steps on one GPU with the real Qwen2.5-VL-3B shape and tokenizer, one variable changed at a time.
 
-The model is built in code from the published Qwen2.5-VL configuration (no hub download) with random weights;
-prompts are a synthetic image plus filler text. Each model runs twice in the same process, side by side:
+The model is Qwen2.5-VL-3B's architecture with random weights, built from the 7B config.json of `--processor DIR`
+(the real Qwen2.5-VL processor files) with the 3B dimensions; the prompts are a synthetic image plus filler text
+through the real processor. Every row runs GRPO through TRL's GRPOTrainer in this process:
 
-* srpo_recipe:  the settings of recipes/qwen2_5_vl_7b/rl.yaml as `srpo rl` applies them on one GPU: bf16
-  weights, vision tower frozen, loss_type grpo, beta 0, group scaling, activation checkpointing, the recipe's
-  per-device batch, `--prompts-per-step` prompts x num_generations completions per optimizer step (one
-  generation per step, as the recipe);
-* trl_defaults: `GRPOConfig()` defaults (float32 weights as TRL loads a model path, bf16 autocast, everything
-  trainable, loss_type dapo, per_device_train_batch_size 8, gradient_accumulation_steps 1, so 8 completions =
-  1 prompt per step, activation checkpointing).
+* srpo_recipe: recipes/qwen2_5_vl_7b/rl.yaml as `srpo rl` applies it on one GPU (docs/method.md#grpo): bf16 weights,
+  vision tower frozen, loss grpo, beta 0, group scaling, activation checkpointing, micro-batch 4, and a generation
+  batch of `--prompts-per-generation` prompts x 8 completions (the recipe's 1,024 scaled to one GPU). One optimizer
+  step trains on one generation batch, so every step is generation + training.
+* one row per variable, each flipping only that variable to TRL's `GRPOConfig()` default:
+  generation_batch (8 completions = 1 prompt per generation; the optimizer batch stays the same),
+  micro_batch (per_device_train_batch_size 8), precision (float32 weights, as TRL loads a model path, with bf16
+  autocast), gradient_checkpointing (TRL's default is on like ours, so this row turns it off: what it costs);
+* trl_defaults: every setting TRL's default (also loss dapo, vision tower trainable, optimizer batch 8).
 
-Both share the task: the same prompts, num_generations 8, `--max-completion-length` (TRL's default would be 512).
-Generation is transformers' `generate` (TRL's path without vLLM). A random model almost never samples the end
-token, so every completion runs to the maximum length: the figures are for full-length completions.
+Per row, over the measured steps (after `--warmup` steps):
+* generation tokens/s: completion tokens / time inside generate (transformers' generate: TRL's path without vLLM;
+  a random model almost never samples the end token, so completions run to `--max-completion-length`);
+* training tokens/s: real (unpadded) prompt + completion tokens / (step time - rollout time);
+* MFU: model FLOPs of that training work / (training time x the device's dense bf16 peak, PEAK_BF16_TFLOPS).
+  FLOPs per token: 2 x params forward, + 2 x params backward to activations, + 2 x trainable params for weight
+  gradients; causal attention; the LM head on completion tokens only; the vision tower per patch (forward only when
+  frozen). Recomputation by activation checkpointing is not counted. mfu_step adds generation FLOPs over step time;
+* peak memory: torch.cuda.max_memory_allocated / max_memory_reserved within the row.
 
-Per setting it reports, averaged over the measured steps (after `--warmup` steps):
-* generation tokens/s: completion tokens / time inside generate;
-* training tokens/s: real (unpadded) prompt + completion tokens / (step time - rollout time), where the rollout is
-  generation + rewards + advantages, and the rest is forward, backward and the optimizer step;
-* MFU: model FLOPs of that training work / (training time x the GPU's dense bf16 peak). Model FLOPs per token:
-  2 x params forward, + 2 x params backward to activations, + 2 x trainable params for weight gradients; causal
-  attention 2·S·d per token per layer forward (x3 with backward); the LM head on completion tokens only (TRL
-  computes log-probs only there); the vision tower per patch (forward only when frozen). Recomputation by
-  activation checkpointing is not counted (MFU, not hardware FLOPs utilisation). step MFU divides the same FLOPs
-  plus 2 x params per generated token by the whole step time;
-* peak memory: torch.cuda.max_memory_allocated / max_memory_reserved over the run.
+Results: `--out-dir`/gpu_grpo_<device>.json, rewritten atomically after every row, so a run killed half-way keeps
+every finished row. A row that fails (out of memory, error) is recorded with its error and the run goes on; a row
+the `--budget-s` would not fit is recorded as skipped.
 
-Usage (a CUDA machine with torch, transformers, peft, accelerate, datasets and trl; run from the repository root):
-    python benchmarks/gpu_grpo.py                                  # Qwen2.5-VL-3B, both settings
-    python benchmarks/gpu_grpo.py --models 7b-lora                 # Qwen2.5-VL-7B with LoRA r=16, both settings
-    python benchmarks/gpu_grpo.py --models 3b 7b-lora --steps 3 --max-completion-length 2048
-    python benchmarks/gpu_grpo.py --smoke --out /tmp/smoke.json    # CPU, tiny model, seconds (tests use this)
-Results: benchmarks/results/gpu_grpo_<device>.json (the device name is in the file and in its name).
+    python benchmarks/gpu_grpo.py --processor ../shared/qwen2_5_vl_processor --budget-s 420
+    python benchmarks/gpu_grpo.py --smoke            # CPU, tiny model, seconds: the same rows end to end
+    python benchmarks/gpu_grpo.py --show FILE.json   # the table of a results file
+benchmarks/gpu_check.sh runs it on a bare GPU machine from carried wheels.
 """
 
 from __future__ import annotations
@@ -52,45 +53,37 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 
-# Dense bf16 peak (TFLOP/s, no sparsity) by device name, for MFU. Longest match first; --peak-tflops overrides.
-PEAK_BF16_TFLOPS = [
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.4),  # SXM (NVIDIA H100 80GB HBM3)
-    ("H200", 989.4),
-    ("GH200", 989.4),
-    ("H800", 989.4),
-    ("H20", 148.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("A800", 312.0),
-    ("L40S", 362.0),
-    ("L4", 121.0),
-]
+from srpo.files import atomic_write_json  # noqa: E402
 
-# Language-model linear layers only: the vision tower stays frozen (as srpo.train.common.LANGUAGE_LINEAR_LAYERS).
-LANGUAGE_LINEAR_LAYERS = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-
-# Published Qwen2.5-VL configurations (config.json of Qwen/Qwen2.5-VL-{3B,7B}-Instruct), written out here.
-VISION_COMMON = {
-    "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "in_chans": 3, "patch_size": 14,
-    "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
-    "tokens_per_second": 2, "hidden_act": "silu",
+# Dense bf16 peak (TFLOP/s, no sparsity) by device name, for MFU; the longest matching name wins.
+PEAK_BF16_TFLOPS = {
+    "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200 NVL": 835.0, "H200": 989.4, "GH200": 989.4,
+    "H800": 989.4, "H20": 148.0, "B200": 2250.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L4": 121.0,
 }  # fmt: skip
-QWEN25_VL = {
-    "3b": {
-        "text": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-                 "num_attention_heads": 16, "num_key_value_heads": 2, "tie_word_embeddings": True},
-        "vision": {**VISION_COMMON, "out_hidden_size": 2048},
-    },
-    "7b": {
-        "text": {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                 "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False},
-        "vision": {**VISION_COMMON, "out_hidden_size": 3584},
-    },
-}  # fmt: skip
-MODELS = {"3b": ("3b", False), "7b-lora": ("7b", True), "3b-lora": ("3b", True), "tiny": ("tiny", False)}
+
+# Qwen/Qwen2.5-VL-3B-Instruct's dimensions, applied to the 7B config.json that ships with the processor files.
+QWEN25_VL_3B_TEXT = {"hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16,
+                     "num_key_value_heads": 2, "intermediate_size": 11008, "vocab_size": 151936,
+                     "tie_word_embeddings": True}  # fmt: skip
+QWEN25_VL_3B_VISION = {"out_hidden_size": 2048}  # the vision tower itself is the 7B's
+
+RECIPE = ROOT / "recipes" / "qwen2_5_vl_7b" / "rl.yaml"
+RECIPE_KEYS = ("num_generations", "per_device_train_batch_size", "temperature", "learning_rate", "lr_scheduler_type",
+               "lr_scheduler_kwargs", "warmup_steps", "beta", "loss_type", "scale_rewards", "gradient_checkpointing",
+               "bf16", "freeze_vision", "max_pixels")  # fmt: skip
+TRL_DEFAULT_PER_DEVICE = 8
+TRL_DEFAULT_GENERATION_BATCH = 8  # per_device 8 x steps_per_generation 1
+# Each row: the variables it sets away from the srpo recipe (base), to TRL's default.
+ROWS = {
+    "srpo_recipe": {},
+    "generation_batch": {"generation_batch": TRL_DEFAULT_GENERATION_BATCH},
+    "micro_batch": {"per_device": TRL_DEFAULT_PER_DEVICE},
+    "gradient_checkpointing": {"checkpointing": False},
+    "precision": {"weights": torch.float32},
+    "trl_defaults": "all",
+}
 
 
 def fail(message: str, code: int = 2):
@@ -100,90 +93,85 @@ def fail(message: str, code: int = 2):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["3b"], choices=sorted(MODELS))
-    p.add_argument("--settings", nargs="+", default=["srpo_recipe", "trl_defaults"],
-                   choices=["srpo_recipe", "trl_defaults"])
-    p.add_argument("--recipe", default=str(ROOT / "recipes" / "qwen2_5_vl_7b" / "rl.yaml"),
-                   help="the srpo RL recipe whose settings srpo_recipe uses")
-    p.add_argument("--prompts-per-step", type=int, default=8, help="srpo_recipe: prompts per optimizer step")
-    p.add_argument("--max-completion-length", type=int, default=1024)
+    p.add_argument("--processor", default=None,
+                   help="folder of the real Qwen2.5-VL processor files with its config.json (required on a GPU)")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--out-dir", default="/tmp/srpo_gpu_bench", help="results folder (outside the repository)")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="skip (and record as skipped) each row that would end after this many seconds")
+    p.add_argument("--prompts-per-generation", type=int, default=8, help="srpo_recipe: prompts x 8 per generation")
+    p.add_argument("--max-completion-length", type=int, default=256)
     p.add_argument("--prompt-text-tokens", type=int, default=200, help="filler text tokens per prompt (+ image)")
     p.add_argument("--image-size", type=int, default=448, help="side of the square synthetic image (448: 256 tokens)")
-    p.add_argument("--steps", type=int, default=2, help="measured optimizer steps per setting")
+    p.add_argument("--steps", type=int, default=2, help="measured optimizer steps per row")
     p.add_argument("--warmup", type=int, default=1, help="optimizer steps run first and not measured")
     p.add_argument("--attn-implementation", default="sdpa")
-    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU for MFU")
-    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the device for MFU")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/gpu_grpo_<device>.json)")
     p.add_argument("--smoke", action="store_true",
-                   help="CPU end-to-end check: tiny model, 4 tokens, 1 step per setting (figures meaningless)")
+                   help="CPU end-to-end check: tiny model, 4 tokens, 1 step per row (figures meaningless)")
+    p.add_argument("--show", metavar="JSON", help="print the table of a results file and exit")
     args = p.parse_args(argv)
+    if args.show:
+        return args
     if args.smoke:
-        args.models = ["tiny"]
         args.max_completion_length, args.prompt_text_tokens, args.image_size = 4, 16, 56
-        args.steps, args.warmup, args.prompts_per_step = 1, 0, 1
-    elif not torch.cuda.is_available():
-        fail("needs a CUDA GPU (torch.cuda.is_available() is False). Run it on a GPU machine, or use --smoke for "
-             "the CPU end-to-end check on the tiny model.")
+        args.steps, args.warmup, args.prompts_per_generation = 1, 0, 2
+    else:
+        if not torch.cuda.is_available():
+            fail("needs a CUDA GPU (torch.cuda.is_available() is False). Run it on a GPU machine, or use --smoke for "
+                 "the CPU end-to-end check on the tiny model.")
+        if not args.processor:
+            fail("--processor DIR is required: the Qwen2.5-VL processor files with config.json "
+                 "(benchmarks/gpu_wheels.sh copies them to .whl/qwen2_5_vl_processor)")
+    if args.processor and not (Path(args.processor) / "config.json").is_file():
+        fail(f"--processor {args.processor}: no config.json there; pass the Qwen2.5-VL processor folder")
     return args
 
 
-def load_recipe(path: str) -> dict:
+def load_recipe() -> dict:
     import yaml
 
-    recipe = yaml.safe_load(Path(path).read_text())
-    return {k: recipe[k] for k in ("num_generations", "per_device_train_batch_size", "temperature", "learning_rate",
-                                   "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "beta", "loss_type",
-                                   "scale_rewards", "gradient_checkpointing", "bf16", "freeze_vision", "max_pixels")}
+    recipe = yaml.safe_load(RECIPE.read_text())
+    return {k: recipe[k] for k in RECIPE_KEYS}
 
 
 # ----------------------------------------------------------------------------------------------- model and data
-def build_processor(max_pixels: int):
-    sys.path.insert(0, str(ROOT / "src"))
-    from srpo.models import TinyModelSpec, build_tiny_processor  # torch + transformers only
+def model_and_processor_factory(args, recipe):
+    """(processor, a function building a fresh model of the benchmarked shape on a device in a dtype)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    return build_tiny_processor(TinyModelSpec(max_pixels=max_pixels))
+    from srpo.models import REAL_PROCESSOR_SPEC, TinyModelSpec, build_tiny_config, build_tiny_processor, load_processor
 
-
-def model_config(size: str, tokenizer):
-    from transformers import Qwen2_5_VLConfig
-
-    if size == "tiny":
-        from srpo.models import build_tiny_config
-
-        config = build_tiny_config(tokenizer)
+    if args.smoke:
+        if args.processor:
+            processor = load_processor(args.processor)
+            vocab = json.loads((Path(args.processor) / "config.json").read_text())["vocab_size"]
+            config = build_tiny_config(processor.tokenizer, REAL_PROCESSOR_SPEC, vocab_size=vocab,
+                                       image_processor=processor.image_processor)
+        else:
+            processor = build_tiny_processor(TinyModelSpec(max_pixels=recipe["max_pixels"]))
+            config = build_tiny_config(processor.tokenizer)
     else:
-        spec = QWEN25_VL[size]
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in
-               ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-        config = Qwen2_5_VLConfig(
-            text_config={
-                **spec["text"], "max_position_embeddings": 128000, "rms_norm_eps": 1e-6, "hidden_act": "silu",
-                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-                # The benchmark's tokenizer is srpo's small offline one: its special-token ids, the real vocab size.
-                "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-                "pad_token_id": ids["<|endoftext|>"],
-            },
-            vision_config=spec["vision"],
-            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-            tie_word_embeddings=spec["text"]["tie_word_embeddings"],
-        )  # fmt: skip
-    return config
+        processor = load_processor(args.processor)
+        # Rebuilt from a dict, not patched in place: derived fields (layer_types) follow the new layer count.
+        seven_b = Qwen2_5_VLConfig.from_pretrained(args.processor).to_dict()
+        text = {k: v for k, v in seven_b["text_config"].items() if k != "layer_types"}
+        config = Qwen2_5_VLConfig(**{
+            **seven_b, "tie_word_embeddings": QWEN25_VL_3B_TEXT["tie_word_embeddings"],
+            "text_config": {**text, **QWEN25_VL_3B_TEXT},
+            "vision_config": {**seven_b["vision_config"], **QWEN25_VL_3B_VISION}})
 
+    def build(dtype, device):
+        torch.manual_seed(args.seed)
+        with torch.device(device):  # random initialisation directly on the device
+            model = Qwen2_5_VLForConditionalGeneration._from_config(
+                config, dtype=dtype, attn_implementation=args.attn_implementation)
+        model.generation_config.eos_token_id = config.text_config.eos_token_id
+        model.generation_config.pad_token_id = config.text_config.pad_token_id
+        return model
 
-def build_model(config, dtype, device, attn_implementation: str):
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    torch.manual_seed(0)
-    with torch.device(device):  # random initialisation directly on the GPU
-        model = Qwen2_5_VLForConditionalGeneration._from_config(
-            config, dtype=dtype, attn_implementation=attn_implementation
-        )
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    return model
+    return processor, build
 
 
 def build_dataset(tokenizer, n: int, text_tokens: int, image_size: int, seed: int):
@@ -211,47 +199,34 @@ def varied_length_reward(completions, **_):
 # ----------------------------------------------------------------------------------------------- FLOPs
 def param_counts(model) -> dict:
     text = model.config.text_config
-    counts = defaultdict(int)
-    trainable = defaultdict(int)
+    counts, trainable = defaultdict(int), defaultdict(int)
     for name, p in model.named_parameters():
-        if "lora_" in name:
-            part = "lora"
-        elif ".visual." in name or name.startswith("visual.") or "model.visual" in name:
-            part = "vision"
-        elif "embed_tokens" in name:
-            part = "embedding"
-        elif "lm_head" in name:
-            part = "lm_head"
-        else:
-            part = "language"
+        part = ("vision" if "visual" in name else "embedding" if "embed_tokens" in name
+                else "lm_head" if "lm_head" in name else "language")  # fmt: skip
         counts[part] += p.numel()
         trainable[part] += p.numel() if p.requires_grad else 0
-    lm_head = text.hidden_size * text.vocab_size  # tied or not, the head is a matmul
     return {"vision": counts["vision"], "language_layers": counts["language"], "embedding": counts["embedding"],
-            "lm_head": lm_head, "lora": counts["lora"], "total": sum(counts.values()),
-            "trainable": sum(trainable.values()),
+            "lm_head": text.hidden_size * text.vocab_size,  # tied or not, the head is a matmul
+            "total": sum(counts.values()), "trainable": sum(trainable.values()),
             "vision_trainable": trainable["vision"] > 0,
-            "language_trainable": trainable["language"] > 0,
-            "lm_head_trainable": trainable["lm_head"] > 0 or (trainable["embedding"] > 0 and text.tie_word_embeddings)}
+            "lm_head_trainable": trainable["lm_head"] > 0 or trainable["embedding"] > 0}
 
 
 def train_flops(counts: dict, config, seq_lens, completion_tokens: int, vision_patches: int) -> float:
     """Model FLOPs of one training pass (forward + backward) over sequences of the given real lengths."""
     text = config.text_config
-    head_dim = text.hidden_size // text.num_attention_heads
-    attn_width = text.num_attention_heads * head_dim
     tokens = sum(seq_lens)
-    lm = (4 + (2 if counts["language_trainable"] else 0)) * counts["language_layers"] * tokens
-    lora = 6 * counts["lora"] * tokens
-    head = (4 + (2 if counts["lm_head_trainable"] else 0)) * counts["lm_head"] * completion_tokens
-    attention = 3 * sum(2 * s * s * attn_width * text.num_hidden_layers for s in seq_lens)
+    lm = 6 * counts["language_layers"] * tokens
+    head = (6 if counts["lm_head_trainable"] else 4) * counts["lm_head"] * completion_tokens
+    attention = 3 * sum(2 * s * s * text.hidden_size * text.num_hidden_layers for s in seq_lens)
     # Patches before merging; the vision tower's own attention (mostly windowed) is left out.
     vision = (6 if counts["vision_trainable"] else 2) * counts["vision"] * vision_patches
-    return float(lm + lora + head + attention + vision)
+    return float(lm + head + attention + vision)
 
 
-def generation_flops(counts: dict, generated_tokens: int) -> float:
-    return 2.0 * (counts["language_layers"] + counts["lm_head"] + counts["lora"]) * generated_tokens
+def peak_tflops(device_name: str) -> float | None:
+    matches = [key for key in PEAK_BF16_TFLOPS if key in device_name]
+    return PEAK_BF16_TFLOPS[max(matches, key=len)] if matches else None
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -291,7 +266,6 @@ def timed_trainer_class(device):
             self.seq_lens += (prompt + completion).tolist()
             self.clock["prompt_tokens"] += int(prompt.sum())
             self.clock["completion_tokens"] += int(completion.sum())
-            self.clock["padded_tokens"] += out["prompt_mask"].numel() + out["completion_mask"].numel()
             if "image_grid_thw" in out:
                 self.clock["vision_patches"] += int(out["image_grid_thw"].prod(-1).sum())
             return out
@@ -323,124 +297,113 @@ def step_timer(device):
     return StepTimer()
 
 
-# ----------------------------------------------------------------------------------------------- one run
-def grpo_settings(setting: str, recipe: dict, args, on_gpu: bool) -> tuple[dict, dict]:
-    """(GRPOConfig keyword arguments, model options) for a setting."""
+# ----------------------------------------------------------------------------------------------- one row
+def row_settings(row: str, recipe: dict, args, device: str) -> tuple[dict, dict]:
+    """(GRPOConfig keyword arguments, model options) of a row: the recipe with the row's variable at TRL's default."""
     common = {"max_completion_length": args.max_completion_length, "max_steps": args.warmup + args.steps,
               "logging_steps": 1, "report_to": "none", "save_strategy": "no", "disable_tqdm": True,
-              "seed": args.seed, "use_cpu": not on_gpu, "dataloader_num_workers": 0}
-    if not on_gpu:
-        common["bf16"] = False
-    if setting == "trl_defaults":
+              "seed": args.seed, "use_cpu": device == "cpu", "dataloader_num_workers": 0}
+    if ROWS[row] == "all":
+        if device == "cpu":
+            common["bf16"] = False  # TRL's default; no bf16 autocast on CPU (see below)
         return common, {"dtype": torch.float32, "freeze_vision": False}
-    generations = recipe["num_generations"]
-    per_device = recipe["per_device_train_batch_size"]
-    completions = args.prompts_per_step * generations
-    if completions % per_device:
-        fail(f"--prompts-per-step {args.prompts_per_step} x {generations} is not a multiple of {per_device}")
+    base = {"generation_batch": args.prompts_per_generation * recipe["num_generations"],
+            "per_device": recipe["per_device_train_batch_size"], "checkpointing": recipe["gradient_checkpointing"],
+            "weights": torch.bfloat16 if recipe["bf16"] else torch.float32}  # fmt: skip
+    chosen = {**base, **ROWS[row]}
+    optimizer_batch = base["generation_batch"]  # every row but trl_defaults trains on the same optimizer batch
+    if optimizer_batch % chosen["per_device"] or chosen["generation_batch"] % chosen["per_device"]:
+        fail(f"--prompts-per-generation {args.prompts_per_generation}: x {recipe['num_generations']} must be a "
+             f"multiple of {TRL_DEFAULT_PER_DEVICE} (the micro-batches)")
     grpo = {
         **common,
-        "num_generations": generations,
-        "per_device_train_batch_size": per_device,
-        "gradient_accumulation_steps": completions // per_device,  # one GPU: world size 1
-        "temperature": recipe["temperature"],
-        "learning_rate": recipe["learning_rate"],
-        "lr_scheduler_type": recipe["lr_scheduler_type"],
-        "lr_scheduler_kwargs": recipe["lr_scheduler_kwargs"],
-        "warmup_steps": recipe["warmup_steps"],
-        "beta": recipe["beta"],
-        "loss_type": recipe["loss_type"],
-        "scale_rewards": recipe["scale_rewards"],
-        "activation_checkpointing": recipe["gradient_checkpointing"],
+        "num_generations": recipe["num_generations"],
+        "per_device_train_batch_size": chosen["per_device"],
+        "gradient_accumulation_steps": optimizer_batch // chosen["per_device"],  # one GPU: world size 1
+        "generation_batch_size": chosen["generation_batch"],
+        "activation_checkpointing": chosen["checkpointing"],
+        "bf16": recipe["bf16"] and device == "cuda",
+        **{k: recipe[k] for k in ("temperature", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs",
+                                  "warmup_steps", "beta", "loss_type", "scale_rewards")},
         "vllm_importance_sampling_correction": False,
-    }
-    if on_gpu:
-        grpo["bf16"] = recipe["bf16"]
-    dtype = torch.bfloat16 if (recipe["bf16"] and on_gpu) else torch.float32
+    }  # fmt: skip
+    # On CPU (--smoke) every row keeps float32 weights: bf16 matmuls there are slow and the figures meaningless.
+    dtype = chosen["weights"] if device == "cuda" else torch.float32
     return grpo, {"dtype": dtype, "freeze_vision": recipe["freeze_vision"]}
 
 
-def run_one(model_name: str, setting: str, recipe: dict, processor, args, device: str) -> dict:
-    from peft import LoraConfig
+def run_row(row: str, recipe: dict, processor, build_model, args, device: str) -> dict:
     from trl import GRPOConfig
 
-    size, lora = MODELS[model_name]
-    on_gpu = device == "cuda"
-    grpo_kwargs, options = grpo_settings(setting, recipe, args, on_gpu)
-    result = {"model": f"qwen2.5-vl-{size}" + ("+lora" if lora else ""), "setting": setting, "status": "ok",
-              "model_dtype": str(options["dtype"]).removeprefix("torch."), "vision_frozen": options["freeze_vision"]}
-    if on_gpu:
+    grpo_kwargs, options = row_settings(row, recipe, args, device)
+    result = {"row": row, "changes": _changes(row), "status": "ok",
+              "model_dtype": str(options["dtype"]).removeprefix("torch.")}
+    start = time.perf_counter()
+    model = trainer = None
+    if device == "cuda":
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     try:
-        config = model_config(size, processor.tokenizer)
-        model = build_model(config, options["dtype"], device, args.attn_implementation)
+        model = build_model(options["dtype"], device)
         if options["freeze_vision"]:
-            for p in model.model.visual.parameters():
-                p.requires_grad_(False)
-        if on_gpu:
-            result["weights_memory_gib"] = round(torch.cuda.memory_allocated() / 2**30, 2)
-        peft_config = (LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05,
-                                  target_modules=LANGUAGE_LINEAR_LAYERS, task_type="CAUSAL_LM") if lora else None)
+            model.model.visual.requires_grad_(False)
         with tempfile.TemporaryDirectory() as out_dir:
             grpo_args = GRPOConfig(output_dir=out_dir, **grpo_kwargs)
-            prompts_per_step = grpo_args.generation_batch_size // grpo_args.num_generations
-            dataset = build_dataset(processor.tokenizer, prompts_per_step * grpo_args.max_steps * 2,
-                                    args.prompt_text_tokens, args.image_size, args.seed)
+            optimizer_batch = grpo_args.per_device_train_batch_size * grpo_args.gradient_accumulation_steps
+            prompts = 2 * grpo_args.max_steps * optimizer_batch // grpo_args.num_generations  # twice what it uses
+            dataset = build_dataset(processor.tokenizer, prompts, args.prompt_text_tokens, args.image_size, args.seed)
             timer = step_timer(device)
             trainer = timed_trainer_class(device)(
                 model=model, reward_funcs=varied_length_reward, args=grpo_args, train_dataset=dataset,
-                processing_class=processor, peft_config=peft_config, callbacks=[timer],
-            )
+                processing_class=processor, callbacks=[timer])
             timer.trainer = trainer
             counts = param_counts(trainer.model)
-            result["settings"] = {
-                k: _plain(getattr(grpo_args, k)) for k in (
-                    "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
-                    "generation_batch_size", "max_completion_length", "loss_type", "beta", "scale_rewards",
-                    "bf16", "activation_checkpointing", "learning_rate", "lr_scheduler_type", "optim")
-            }  # fmt: skip
-            result["settings"]["prompts_per_step"] = prompts_per_step
+            result["settings"] = {k: _plain(getattr(grpo_args, k)) for k in (
+                "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "generation_batch_size", "steps_per_generation", "max_completion_length", "loss_type", "beta",
+                "scale_rewards", "bf16", "activation_checkpointing", "learning_rate", "optim")}  # fmt: skip
+            result["vision_frozen"] = not counts["vision_trainable"]
             result["params"] = counts
-            result["vision_frozen"] = not counts["vision_trainable"]  # LoRA freezes it in both settings
             trainer.train()
-        measured = timer.steps[args.warmup:]
-        result.update(summarise(measured, counts, config, args, device))
+        result.update(summarise(timer.steps[args.warmup:], counts, model.config, args))
     except torch.OutOfMemoryError as exc:
-        result["status"] = "oom"
-        result["error"] = str(exc).splitlines()[0][:300]
-    except Exception as exc:  # noqa: BLE001 - one failing setting must not lose the others' figures
-        result["status"] = "error"
-        result["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
-        if args.smoke:
-            raise
+        result.update(status="oom", error=str(exc).splitlines()[0][:300])
+    except Exception as exc:  # noqa: BLE001 - one failing row must not lose the others' figures
+        result.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:500]}")
     finally:
-        if on_gpu:
+        if device == "cuda":
             result["peak_memory_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             result["peak_memory_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
-        model = trainer = None  # noqa: F841 - free the GPU before the next setting
+        model = trainer = None  # noqa: F841 - free the device before the next row
         gc.collect()
-        if on_gpu:
+        if device == "cuda":
             torch.cuda.empty_cache()
+    result["row_time_s"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def _changes(row: str) -> str:
+    if ROWS[row] == "all":
+        return "every setting at TRL's GRPOConfig() default (loss dapo, vision trainable, fp32 weights, batch 8)"
+    return ", ".join(f"{k}={str(_plain(v)).removeprefix('torch.')}" for k, v in ROWS[row].items()) or "none (base)"
 
 
 def _plain(value):
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(getattr(value, "value", value))
 
 
-def summarise(steps: list[dict], counts: dict, config, args, device: str) -> dict:
+def summarise(steps: list[dict], counts: dict, config, args) -> dict:
     n = len(steps)
     if n == 0:
         return {"steps_measured": 0}
     total = lambda key: sum(s.get(key, 0) for s in steps)  # noqa: E731
     step_s, rollout_s, generation_s = total("step_s"), total("rollout_s"), total("generation_s")
     train_s = step_s - rollout_s
+    train_tokens = total("prompt_tokens") + total("completion_tokens")
     seq_lens = [length for s in steps for length in s["seq_lens"]]
     flops = train_flops(counts, config, seq_lens, int(total("completion_tokens")), int(total("vision_patches")))
-    gen_flops = generation_flops(counts, int(total("generated_tokens")))
-    peak = args.peak_tflops or peak_tflops(device)
+    generation_flops = 2.0 * (counts["language_layers"] + counts["lm_head"]) * total("generated_tokens")
     out = {
         "steps_measured": n,
         "step_time_s": round(step_s / n, 3),
@@ -449,53 +412,62 @@ def summarise(steps: list[dict], counts: dict, config, args, device: str) -> dic
         "train_time_s": round(train_s / n, 3),
         "completions_per_step": total("generated_sequences") / n,
         "generated_tokens_per_step": total("generated_tokens") / n,
-        "train_tokens_per_step": (total("prompt_tokens") + total("completion_tokens")) / n,
-        "padded_train_tokens_per_step": total("padded_tokens") / n,
-        "mean_sequence_tokens": round(sum(seq_lens) / max(len(seq_lens), 1), 1),
-        "generation_tokens_per_s": round(total("generated_tokens") / generation_s, 1) if generation_s else None,
-        "training_tokens_per_s": round((total("prompt_tokens") + total("completion_tokens")) / train_s, 1)
-        if train_s > 0 else None,
-        "train_tflops_per_step": round(flops / n / 1e12, 2),
-        "train_tflops_per_s": round(flops / train_s / 1e12, 1) if train_s > 0 else None,
-        "peak_bf16_tflops": peak,
+        "train_tokens_per_step": train_tokens / n,
+        "generation_tokens_per_s": round(total("generated_tokens") / generation_s, 1),
+        "training_tokens_per_s": round(train_tokens / train_s, 1),
+        "train_tflops_per_s": round(flops / train_s / 1e12, 3),
+        "peak_bf16_tflops": args.peak_tflops,
     }
-    if peak and train_s > 0:
-        out["mfu_train"] = round(flops / train_s / (peak * 1e12), 4)
-        out["mfu_step"] = round((flops + gen_flops) / step_s / (peak * 1e12), 4)
+    if args.peak_tflops:
+        out["mfu_train"] = round(flops / train_s / (args.peak_tflops * 1e12), 4)
+        out["mfu_step"] = round((flops + generation_flops) / step_s / (args.peak_tflops * 1e12), 4)
     return out
 
 
-def peak_tflops(device: str) -> float | None:
-    if device != "cuda":
-        return None
-    name = torch.cuda.get_device_name()
-    for key, value in PEAK_BF16_TFLOPS:
-        if key in name:
-            return value
-    return None
+def estimated_row_s(row: str, finished: list[dict]) -> float:
+    """A row's likely duration from the rows already run: the longest, doubled for float32 weights."""
+    durations = [r["row_time_s"] for r in finished if r["status"] != "skipped"]
+    if not durations:
+        return 0.0
+    slow = ROWS[row] == "all" or ROWS[row].get("weights") == torch.float32
+    return max(durations) * (2.0 if slow else 1.0)
 
 
-def table(runs: list[dict]) -> str:
-    cols = [("model", "model"), ("setting", "setting"), ("status", "status"),
-            ("completions/step", "completions_per_step"),
-            ("step s", "step_time_s"), ("gen tok/s", "generation_tokens_per_s"),
-            ("train tok/s", "training_tokens_per_s"), ("MFU train", "mfu_train"), ("MFU step", "mfu_step"),
-            ("peak alloc GiB", "peak_memory_allocated_gib")]  # fmt: skip
-    lines = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
-    for run in runs:
-        lines.append("| " + " | ".join(str(run.get(k, "")) for _, k in cols) + " |")
+# ----------------------------------------------------------------------------------------------- report
+TABLE_COLUMNS = [("row", "row"), ("status", "status"), ("gen tok/s", "generation_tokens_per_s"),
+                 ("train tok/s", "training_tokens_per_s"), ("MFU", "mfu_train"), ("MFU step", "mfu_step"),
+                 ("peak GiB", "peak_memory_allocated_gib"), ("step s", "step_time_s")]  # fmt: skip
+
+
+def table(report: dict) -> str:
+    lines = [f"{report['device']}  ({report['task']['max_completion_length']}-token completions)",
+             "| " + " | ".join(c for c, _ in TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    for row in report["rows"]:
+        lines.append("| " + " | ".join("" if row.get(k) is None else str(row[k]) for _, k in TABLE_COLUMNS) + " |")
     return "\n".join(lines)
+
+
+def device_slug(device_name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", device_name.lower()).strip("_")
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.show:
+        report = json.loads(Path(args.show).read_text())
+        print(table(report))
+        return report
+    started = time.perf_counter()
     device = "cuda" if (torch.cuda.is_available() and not args.smoke) else "cpu"
     import transformers
     import trl
 
-    recipe = load_recipe(args.recipe)
-    processor = build_processor(recipe["max_pixels"])
-    device_name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
+    recipe = load_recipe()
+    processor, build_model = model_and_processor_factory(args, recipe)
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    if device == "cuda" and not args.peak_tflops:
+        args.peak_tflops = peak_tflops(device_name)
+    out = Path(args.out_dir) / f"gpu_grpo_{device_slug(device_name)}.json"
     report = {
         "benchmark": "gpu_grpo",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -503,28 +475,34 @@ def main(argv=None) -> dict:
         "device_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
         if device == "cuda" else None,
         "smoke": args.smoke,
+        "complete": False,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
                      "transformers": transformers.__version__, "trl": trl.__version__},
-        "task": {"image_size": args.image_size, "max_pixels": recipe["max_pixels"],
+        "task": {"model": "tiny" if args.smoke else "qwen2.5-vl-3b (random weights)",
+                 "processor": args.processor, "image_size": args.image_size, "max_pixels": recipe["max_pixels"],
                  "prompt_text_tokens": args.prompt_text_tokens, "max_completion_length": args.max_completion_length,
-                 "num_generations": recipe["num_generations"], "srpo_recipe_prompts_per_step": args.prompts_per_step,
+                 "num_generations": recipe["num_generations"], "prompts_per_generation": args.prompts_per_generation,
+                 "steps": args.steps, "warmup": args.warmup, "budget_s": args.budget_s,
                  "attn_implementation": args.attn_implementation, "generation": "transformers generate (no vLLM)",
-                 "recipe": str(Path(args.recipe).resolve().relative_to(ROOT)) if Path(args.recipe).resolve()
-                 .is_relative_to(ROOT) else args.recipe},
-        "runs": [],
+                 "recipe": str(RECIPE.relative_to(ROOT))},
+        "rows": [],
     }  # fmt: skip
-    for model_name in args.models:
-        for setting in args.settings:
-            print(f"[gpu_grpo] {model_name} / {setting} ...", flush=True)
-            run = run_one(model_name, setting, recipe, processor, args, device)
-            report["runs"].append(run)
-            print(json.dumps({k: v for k, v in run.items() if k not in ("params", "settings")}), flush=True)
-    report["table"] = table(report["runs"])
-    print(report["table"])
-    slug = re.sub(r"[^a-z0-9]+", "_", device_name.lower()).strip("_")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"gpu_grpo_{slug}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    for row in args.rows:
+        elapsed = time.perf_counter() - started
+        estimate = estimated_row_s(row, report["rows"])
+        if args.budget_s is not None and elapsed + estimate > args.budget_s:
+            result = {"row": row, "changes": _changes(row), "status": "skipped", "row_time_s": 0.0,
+                      "error": f"budget: {elapsed:.0f} s spent + about {estimate:.0f} s > --budget-s {args.budget_s:g}"}
+        else:
+            print(f"[gpu_grpo] {row} ...", flush=True)
+            result = run_row(row, recipe, processor, build_model, args, device)
+        report["rows"].append(result)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("params", "settings")}), flush=True)
+        atomic_write_json(out, report, indent=2)  # after every row: a killed run keeps what it measured
+    report["complete"] = True
+    report["total_time_s"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(out, report, indent=2)
+    print(table(report))
     print(f"wrote {out}")
     return report
 

@@ -1,7 +1,8 @@
 """Stage 1: SFT on reasoning + reflection targets with TRL's SFTTrainer (docs/method.md#reflection-sft).
 
 Rows become prompt/completion pairs, so TRL's collator puts the loss on the assistant completion only (the
-system prompt, question and image tokens are masked).
+system prompt, question and image tokens are masked); srpo also masks what the chat template puts after the
+completion's end-of-turn token.
 """
 
 from __future__ import annotations
@@ -34,7 +35,34 @@ REQUIRED_COLUMNS = ("question", "images", "target")
 
 
 class SRPOSFTTrainer(ExactResumeMixin, SFTTrainer):
-    """TRL's SFTTrainer whose checkpoints resume exactly (srpo.train.checkpoints)."""
+    """TRL's SFTTrainer whose checkpoints resume exactly (srpo.train.checkpoints) and whose labels end at the
+    completion's end-of-turn token."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data_collator = LabelsEndAtTurnEnd(self.data_collator, end_of_turn_id(self.processing_class))
+
+
+def end_of_turn_id(processing_class) -> int:
+    """The token that closes an assistant turn: Qwen's `<|im_end|>`, else the tokenizer's eos."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return im_end if isinstance(im_end, int) and im_end != tokenizer.unk_token_id else tokenizer.eos_token_id
+
+
+class LabelsEndAtTurnEnd:
+    """TRL's prompt-completion collator also trains the template's text after `<|im_end|>` (Qwen's "\n"), which
+    the model never generates at inference (generation stops at `<|im_end|>`): mask it (docs/method.md#reflection-sft)."""
+
+    def __init__(self, collator, end_id: int) -> None:
+        self.collator, self.end_id = collator, end_id
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        labels = batch["labels"]
+        is_end = (labels == self.end_id).int()
+        labels[(is_end.cumsum(dim=1) - is_end) > 0] = -100  # strictly after a row's first end-of-turn label
+        return batch
 
 
 def load_sft_dataset(path: str | Path, system: str | None, processor, max_length: int | None, *,
