@@ -9,9 +9,15 @@ Replies are scripted from the request (no model):
 * the item id is read from an ``[id=...]`` tag in the prompt text;
 * a **policy** request (any prompt without "Reference answer:") gets
   ``<think>I count N.</think><answer>N</answer>`` where N comes from a ``say=N`` tag (``[id=p3 say=4]``), else "1";
-* a **teacher** request (the prompt holds "Reference answer:") gets ``{"reflection": "..."}`` naming the id.
+* a **teacher** request (the prompt holds "Reference answer:") gets ``{"reflection": "..."}`` naming the id;
+* a **judge** request (the prompt holds srpo's judge marker "Visual facts to check:") gets one mark per fact,
+  ``<info1>1</info1>, <info2>0</info2>, ...``: the marks of a ``marks=1,0,1`` tag in the prompt (``[id=r1
+  marks=1,0]`` in the judged response), else all 1s; fault ``garbled`` answers prose without marks.
 
-Faults are scripted per key ``"<kind>:<id>"`` (kind ``policy`` or ``teacher``) as a list consumed one per request
+* an **annotate** request (the prompt holds srpo annotate's marker "List the visual facts") gets a JSON list of
+  facts, ``facts_for(id)``; fault ``numbered`` answers them as numbered lines, ``not_json`` as prose without facts.
+
+Faults are scripted per key ``"<kind>:<id>"`` (kind ``policy``, ``teacher`` or ``judge``) as a list consumed one per request
 (the last entry repeats): ``ok``, ``429`` (with ``Retry-After``), ``500``, ``503``, ``400``, ``401``,
 ``malformed_json`` (HTTP 200, body not JSON), ``echo_auth`` (400 quoting the request's Authorization header, as a
 careless proxy does), ``not_json`` (reply content is prose), ``no_reflection``,
@@ -41,6 +47,10 @@ from typing import Any
 
 ID_TAG = re.compile(r"\[id=([^\s\]]+)(?:\s+say=([^\]\s]+))?")
 TEACHER_MARK = "Reference answer:"
+ANNOTATE_MARK = "List the visual facts"  # srpo.reflect.annotate.ANNOTATE_MARK
+JUDGE_MARK = "Visual facts to check:"  # srpo.perception.JUDGE_MARK
+MARKS_TAG = re.compile(r"marks=([01](?:,[01])*)")
+FACT_TAG = re.compile(r"<info(\d+)>")
 
 
 class FakeOpenAIServer:
@@ -210,7 +220,8 @@ class FakeOpenAIServer:
         except ValueError:
             return 400, {}, b'{"error": {"message": "request body is not JSON"}}', 0, ""
         text = _prompt_text(request)
-        kind = "teacher" if TEACHER_MARK in text else "policy"
+        kind = "judge" if JUDGE_MARK in text else "teacher" if TEACHER_MARK in text else "policy"
+        kind = "annotate" if kind == "policy" and ANNOTATE_MARK in text else kind
         m = ID_TAG.search(text)
         item, say = (m.group(1), m.group(2)) if m else ("?", None)
         key = f"{kind}:{item}"
@@ -255,7 +266,13 @@ class FakeOpenAIServer:
             return 400, {}, json.dumps({"error": {"message": message}}).encode(), delay, ""
         if fault == "malformed_json":
             return 200, {}, b'{"id": "x", "choices": [ {"message": ', delay, ""
-        if kind == "policy":
+        if kind == "judge":
+            content = judge_reply(text, fault)
+        elif kind == "annotate":
+            content = {"not_json": f"The figure of {item} is clear.",
+                       "numbered": "".join(f"{i}. {fact}\n" for i, fact in enumerate(facts_for(item), 1)),
+                       }.get(fault, json.dumps(facts_for(item)))
+        elif kind == "policy":
             content = f"<think>I count {say or '1'} for {item}.</think> <answer>{say or '1'}</answer>"
         elif fault == "not_json":
             content = f"The student did well on {item}."
@@ -277,6 +294,23 @@ class FakeOpenAIServer:
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
         }
         return 200, {}, json.dumps(reply).encode(), delay, ""
+
+
+def judge_reply(text: str, fault: str) -> str:
+    """Marks for the facts listed between the judge marker and the response: scripted by a marks= tag, else 1s."""
+    if fault == "garbled":
+        return "The response mentions some of the facts."
+    scripted = MARKS_TAG.search(text)
+    if scripted:
+        marks = scripted.group(1).split(",")
+    else:
+        facts = text.split(JUDGE_MARK, 1)[1].split("Response:", 1)[0]
+        marks = ["1"] * len(set(FACT_TAG.findall(facts)))
+    return ", ".join(f"<info{i}>{mark}</info{i}>" for i, mark in enumerate(marks, 1))
+
+
+def facts_for(item: str) -> list[str]:
+    return [f"{item} has 3 dots", f"the dots of {item} are red"]
 
 
 def reflection_for(item: str) -> str:

@@ -157,7 +157,7 @@ def test_parquet_with_bytes_dicts_and_raw_bytes(tmp_path):
 def test_datasets_round_trips_via_parquet_and_save_to_disk(tmp_path):
     problems = _problems()
     ds = problems_to_dataset(problems)
-    assert ds.column_names == ["id", "question", "answer", "choices", "answer_type", "source", "solution", "images"]
+    assert ds.column_names == ["id", "question", "answer", "choices", "answer_type", "source", "solution", "images", "visual_facts"]
     assert ds.features["images"] == datasets.List(datasets.Image())
     assert ds[1]["images"][1].size == (5, 12)
     ds.to_parquet(str(tmp_path / "ds.parquet"))

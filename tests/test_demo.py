@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
+from srpo.eval.paired import mcnemar_exact_p
 from srpo.rewards import TRANSITIONS
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,37 @@ def test_quick_demo_writes_metrics_report_and_plots(tmp_path):
     assert "| stage2 |" in report and "plots/reward_terms.png" in report
     assert "stage 2 vs base" in result.stdout  # the one-screen summary
 
-    rerun = subprocess.run([sys.executable, "-m", "srpo.cli", "demo", "--quick", "--out", str(out)],
-                           capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0
-    assert rerun.stdout.count("already done") >= 5  # finished stages are kept, not redone
+    # the rerun adds --compare: finished stages are kept, only the compared methods are trained (from the same stage-1
+    # model) and evaluated, and the report pairs each with stage 2 on the same held-out items
+    rerun = subprocess.run([sys.executable, "-m", "srpo.cli", "demo", "--quick", "--compare", "--out", str(out)],
+                           capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert rerun.stdout.count("already done") >= 6  # finished stages are kept, not redone
+    metrics = json.loads((out / "metrics.json").read_text())
+    methods = ["grpo", "perception", "srpo_perception"]
+    assert set(metrics["stages"]) == {"base", "stage1", "stage2", *methods}
+    for name in methods:  # all from the stage-1 model
+        assert yaml.safe_load((out / name / "config.yaml").read_text())["model_name_or_path"] == str(out / "stage1" / "final")
+    # each perception method logged its judge's health and the oracle's r_v
+    for term in ("rewards/perception_reward/mean", "rewards/repetition_reward/mean", "judge/requests"):
+        assert term in metrics["logged_reward_terms"]
+    report = (out / "report.md").read_text()
+    assert "## Paired: each compared method against stage 2 (SRPO)" in report
+    verdicts = {name: {row["id"]: row["correct"] for row in map(json.loads, (out / "eval" / name / "items.jsonl")
+                                                               .read_text().splitlines())} for name in ["stage2", *methods]}
+    right = {name: {i for i, ok in v.items() if ok} for name, v in verdicts.items()}
+    assert [row["b"] for row in metrics["paired_vs_stage2"]] == methods
+    for paired in metrics["paired_vs_stage2"]:
+        a, b = right["stage2"], right[paired["b"]]
+        assert {k: paired[k] for k in ("a", "n_common", "both_right", "only_a", "only_b", "both_wrong")} == {
+            "a": "stage2", "n_common": 60, "both_right": len(a & b), "only_a": len(a - b), "only_b": len(b - a),
+            "both_wrong": 60 - len(a | b)}
+        assert paired["mcnemar_p"] == mcnemar_exact_p(paired["only_a"], paired["only_b"])
+        low, high = paired["difference_ci95"]
+        assert low <= paired["difference"] <= high
+        assert (f"| stage2 | {paired['b']} | 60 | {paired['both_right']} | {paired['only_a']} | {paired['only_b']} |"
+                in report)
+    # the explorer pages: stage 1 against each stage-2 method, linked from the report
+    for name in ["stage2", *methods]:
+        page = out / "views" / f"stage1_vs_{name}.html"
+        assert page.stat().st_size > 10_000 and f"views/stage1_vs_{name}.html" in report

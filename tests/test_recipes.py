@@ -103,6 +103,21 @@ def test_rl_recipe_builds_its_trainer_arguments(path, monkeypatch):
     assert world % args.vllm_tensor_parallel_size == 0 and 8 % args.vllm_tensor_parallel_size == 0
 
 
+def test_perception_recipe_is_the_released_perception_r1_run(monkeypatch):
+    """docs/method.md#perception: the released Perception-R1 run's settings, its judge and its data from annotate."""
+    monkeypatch.setattr("srpo.config.launched_processes", lambda: 8)
+    args = cfg = parse_config(SRPOGRPOConfig, ["--config", str(RECIPES / "qwen2_5_vl_7b" / "perception.yaml")])
+    annotate = yaml.safe_load((RECIPES / "qwen2_5_vl_7b" / "annotate.yaml").read_text())
+    assert cfg.dataset == f"{annotate['out']}/problems.jsonl"
+    assert (cfg.preset, cfg.system_prompt, cfg.perception_weight) == ("perception", "perception", 0.7)
+    assert cfg.judge.startswith("http://") and cfg.judge_failure == "skip"
+    assert (cfg.num_generations, cfg.prompts_per_generation, args.generation_batch_size) == (8, 128, 1024)
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 8 == 1024  # one update per step
+    assert (args.learning_rate, args.beta, args.epsilon, args.epsilon_high) == (1e-6, 0.0, 0.2, 0.3)
+    assert args.temperature == 1.0 and args.num_train_epochs == 25 and args.max_steps == -1
+    assert cfg.max_prompt_length == 4096 and args.max_completion_length == 4096
+
+
 @pytest.mark.parametrize("name", sorted(PAPER_MODELS))
 def test_reflect_recipe_feeds_the_sft_recipe_with_the_papers_settings(name):
     cfg = parse_config(ReflectConfig, ["--config", str(RECIPES / name / "reflect.yaml")])

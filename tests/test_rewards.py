@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from srpo.format import render_response, render_sft_target
 from srpo.rewards import (
+    ALPHA,
     PRESET_TERMS,
+    PERCEPTION_PRESETS,
     PRESETS,
     TRANSITIONS,
     RewardBreakdown,
@@ -43,6 +45,10 @@ EXPECTED = {
     "paper": {"right_to_right": 1.5, "wrong_to_right": 1.25, "right_to_wrong": 1.0, "wrong_to_wrong": 0.75},
     "reference": {"wrong_to_right": 1.5, "right_to_right": 1.25, "right_to_wrong": 0.75, "wrong_to_wrong": 0.5},
     "grpo": {"wrong_to_right": 1.5, "right_to_right": 1.5, "right_to_wrong": 0.5, "wrong_to_wrong": 0.5},
+    # docs/method.md#perception, without facts (no r_v) and without repetition: 0.9 for a right final answer; the
+    # released format is single-round, so a five-block response has none. srpo+perception is then the paper preset.
+    "perception": {"wrong_to_right": 0.9, "right_to_right": 0.9, "right_to_wrong": 0.0, "wrong_to_wrong": 0.0},
+    "srpo+perception": {"right_to_right": 1.5, "wrong_to_right": 1.25, "right_to_wrong": 1.0, "wrong_to_wrong": 0.75},
 }
 # paper terms (format, accuracy, effectiveness, reflection) per transition
 PAPER_TERMS = {
@@ -61,8 +67,10 @@ def test_transitions_table(preset, transition):
     assert b.transition == transition
     assert b.n_answers == 2
     assert no_length(b) == pytest.approx(EXPECTED[preset][transition], abs=1e-12)
-    if preset == "paper":
+    if preset in ("paper", "srpo+perception"):
         assert (b.format, b.accuracy, b.effectiveness, b.reflection) == PAPER_TERMS[transition]
+    elif preset == "perception":
+        assert (b.format, b.accuracy, b.perception) == (0.0, 0.9 if transition.endswith("to_right") else 0.0, None)
     elif preset == "reference":
         assert (b.format, b.accuracy, b.effectiveness, b.reflection) == (0.5, REFERENCE_ACC[transition], 0.0, 0.0)
     else:
@@ -86,7 +94,7 @@ def test_total_is_sum_of_terms():
     for preset in PRESETS:
         for t in TRANSITIONS:
             b = score_response(five(*CASES[t]), GOLD, preset=preset)
-            assert b.total == sum(getattr(b, term) for term in PRESET_TERMS[preset])
+            assert b.total == sum(getattr(b, term) or 0.0 for term in PRESET_TERMS[preset])  # no r_v: None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,7 +300,7 @@ def test_default_token_count():
 
 
 def test_bounds_and_presets():
-    assert PRESETS == ("paper", "reference", "grpo")
+    assert PRESETS == ("paper", "reference", "grpo", "perception", "srpo+perception")
     assert (max_total("paper"), max_total("reference"), max_total("grpo")) == (1.85, 1.6, 1.5)
     assert (min_total("paper"), min_total("reference"), min_total("grpo")) == (-0.25, 0.0, 0.0)
 
@@ -335,7 +343,7 @@ def test_totals_within_bounds(response, gold, choices):
     for preset in PRESETS:
         b = score_response(response, gold, preset=preset, choices=choices)
         assert min_total(preset) <= b.total <= max_total(preset)
-        assert b.total == sum(getattr(b, t) for t in PRESET_TERMS[preset])
+        assert b.total == sum(getattr(b, t) or 0.0 for t in PRESET_TERMS[preset])
         if preset == "paper":
             assert 0.0 <= b.total <= 1.6 + 1e-12  # reachable range (see rewards module docstring)
         assert 0.0 <= b.length <= 0.1
@@ -351,7 +359,7 @@ def conversational(text: str, parts: bool) -> list[dict]:
     return [{"role": "assistant", "content": content}]
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p not in PERCEPTION_PRESETS])  # those: test_perception.py
 def test_trl_adapter_sum_equals_total(preset):
     texts = [five(*CASES[t]) for t in TRANSITIONS] + [SINGLE_RIGHT, five("(A)", "$\\boxed{B}$"), "garbage"]
     golds = [GOLD] * 5 + ["B", GOLD]
@@ -396,7 +404,7 @@ def test_trl_adapter_sum_equals_total(preset):
     assert n_calls_all_terms == calls["n"]
     # transition rates and accuracies logged once per batch (over the 5 completions with 2 answers)
     assert set(metrics) == {f"transitions/{t}" for t in TRANSITIONS} | {"accuracy/first", "accuracy/final"} | {
-        "verify_errors", "verify_timeouts"}
+        "verify_errors", "verify_timeouts"} | ({"length/f_len_mean"} if "length" in PRESET_TERMS[preset] else set())
     assert all(len(v) == 1 for v in metrics.values())
     assert metrics["verify_errors"] == metrics["verify_timeouts"] == [0.0]  # every check of this batch completed
     assert metrics["transitions/wrong_to_right"][0] == pytest.approx(2 / 5)
@@ -451,3 +459,19 @@ def test_reference_preset_unicode_through_trl_adapter():
     ref_acc = reward_functions("reference")[PRESET_TERMS["reference"].index("accuracy")]
     assert ref_acc(completions=texts, answer=golds) == [REFERENCE_ACC["wrong_to_right" if b else "wrong_to_wrong"]
                                                         for _, _, b in UNICODE_ANSWERS]
+
+
+def test_length_term_spread_within_groups_is_logged():
+    """f_len's mean and its spread within each group: a spread of 0 means the length term moves no advantage."""
+    think = "one two three four"
+    short = render_response(think, "$\\boxed{3}$", "ok", "x", "$\\boxed{3}$")
+    long = render_response(think, "$\\boxed{3}$", "ok " * 8, "x " * 8, "$\\boxed{3}$")
+    texts = [short, long, short, short]  # group 1: two lengths; group 2: one length
+    words = lambda text: len(text.split())  # noqa: E731
+    f_len = [score_response(t, "3", token_count=words).length / ALPHA for t in texts]
+    assert f_len[0] != f_len[1]
+    metrics = {}
+    (accuracy,) = [f for f in reward_functions("paper", token_count=words, group_size=2) if f.__name__ == "accuracy_reward"]
+    accuracy(completions=texts, answer=["3"] * 4, log_metric=metrics.__setitem__)
+    assert metrics["length/f_len_mean"] == pytest.approx(sum(f_len) / 4)
+    assert metrics["length/f_len_group_std"] == pytest.approx(abs(f_len[0] - f_len[1]) / 2 / 2)  # (std 1 + 0) / 2

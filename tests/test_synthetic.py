@@ -202,3 +202,41 @@ def test_synth_cli_refuses_a_folder_it_would_overwrite(tmp_path, monkeypatch):
     refused = runner.invoke(app, ["synth", ".", "--n-train", "1", "--n-test", "1", "--force"])
     assert refused.exit_code == 2 and "is the current folder or holds it" in refused.output
     assert list((tmp_path / "here").iterdir()) == []
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_every_problem_has_exact_visual_facts_written_in_its_solution(level):
+    problems = generate_problems(150, seed=level, difficulty=level)
+    assert {p.metadata["family"] for p in problems} == set(FAMILIES)
+    for p in problems:
+        facts = p.visual_facts
+        assert facts is not None and (1 if level == 0 else 2) <= len(facts) <= 8, (p.id, facts)
+        assert len(set(facts)) == len(facts), (p.id, facts)
+        for fact in facts:
+            assert fact.lower() in p.solution.lower(), (p.id, fact, p.solution)
+            # an atomic fact of the image: never the answer itself, never a reasoning step or the conclusion
+            assert fact.lower() != p.answer.lower() and "answer" not in fact and "option" not in fact, (p.id, fact)
+            assert "+" not in fact and "gives" not in fact and "makes" not in fact, (p.id, fact)
+
+
+def test_visual_facts_are_the_scene_exactly():
+    level1 = {p.metadata["family"]: p for p in generate_problems(5, seed=3, difficulty=1)}
+    bars = level1["bar_chart"]
+    assert bars.visual_facts == [f"{b['label']} = {b['value']}" for b in bars.metadata["scene"]["bars"]]
+    shapes = level1["shape_color"]
+    assert shapes.visual_facts == [f"{'an' if o['color'][0] in 'aeiou' else 'a'} {o['color']} {o['shape']}"
+                                   for o in shapes.metadata["scene"]["objects"]]
+    counted = next(p for p in generate_problems(40, seed=0, families=["count_shapes"], difficulty=2)
+                   if p.metadata["variant"] == "count")
+    objects = counted.metadata["scene"]["objects"]
+    numbered = [fact.split() for fact in counted.visual_facts if fact.split()[0].isdigit()]
+    assert numbered and sum(int(n) for n, _ in numbered) == len(objects)
+    for number, shape in numbered:
+        assert sum(o["shape"] == shape.removesuffix("s") for o in objects) == int(number), (number, shape)
+    lengths = next(p for p in generate_problems(60, seed=0, families=["compare_lengths"], difficulty=2)
+                   if p.metadata["variant"] == "count_longer")
+    scene = lengths.metadata["scene"]
+    assert lengths.visual_facts == [
+        f"the {ln['color']} line is {'longer' if ln['length'] > scene['reference']['length'] else 'shorter'} than "
+        "the gray line" for ln in scene["lines"]]
+    assert lengths.answer == str(sum("longer" in f for f in lengths.visual_facts))

@@ -156,7 +156,8 @@ def test_teacher_template_placeholders_are_checked():
         check_template("{question} {gold}")
     with pytest.raises(ValueError, match="valid template"):
         check_template("{question")
-    with pytest.raises(ValueError, match=r"lacks \{question\}, \{reference_answer\}, the attempt \(\{reasoning\}"):
+    with pytest.raises(ValueError, match=r"lacks \{question\}, \{reference_answer\}, "
+                                         r"one of \{reasoning\}/\{response\}/\{predicted_answer\}; the teacher must see them$"):
         check_template("Please review the student's work.")
     with pytest.raises(ValueError, match=r"lacks \{reference_answer\}; the teacher must see"):
         check_template("{question} {response}")

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from trl.data_utils import prepare_multimodal_messages
+from trl.trainer.utils import split_tensor_dict
 
 from srpo.config import SRPOGRPOConfig, SRPOSFTConfig
 from srpo.format import render_response
@@ -40,8 +41,9 @@ def test_sft_loss_is_on_the_assistant_completion_only(tiny_model_dir, sft_datase
     for i, target in enumerate(targets):
         trained = batch["labels"][i][batch["labels"][i] != -100]
         assert image_token not in trained.tolist()
-        # Exactly the target text and the end-of-turn token are trained: not the system prompt, question or image.
-        assert tokenizer.decode(trained).strip() == target + "<|im_end|>"
+        # Exactly the target text and the end-of-turn token are trained: not the system prompt, question or image,
+        # nor the template's newline after <|im_end|>.
+        assert tokenizer.decode(trained) == target + "<|im_end|>"
 
 
 def test_sft_with_lora_keeps_vision_frozen_and_saves_a_merged_model(tiny_model_dir, sft_dataset, tmp_path):
@@ -72,6 +74,48 @@ def test_group_accuracy_filter_silences_groups_outside_the_band(tiny_model_dir, 
     assert torch.allclose(total[:4], total[:4].mean())  # all right (accuracy 1.0 > 0.9): no advantage
     assert total[4:].std() > 0  # accuracy 0.5: kept
     assert trainer._metrics["train"]["filter/dropped_group_fraction"][-1] == 0.5
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_dropped_groups_do_not_dilute_the_kept_ones(tiny_model_dir, tmp_path, loss_type):
+    """Each optimizer update's loss, summed over its micro-batches as TRL accumulates them, equals TRL's loss on the
+    kept sequences alone: dropped groups neither count in the average nor shrink the kept ones' gradient."""
+    problems = tmp_path / "text.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"t{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                                for i in range(4)))
+    # 4 prompts x 4 samples per generation, micro-batches of 4, updates of 8: 2 updates of 2 micro-batches each.
+    trainer = build_rl_trainer(rl_config(tiny_model_dir, problems, tmp_path, group_accuracy_filter=[0.1, 0.9],
+                                         prompts_per_generation=4, per_device_train_batch_size=4, loss_type=loss_type))
+    accumulation, steps_per_generation = trainer.args.gradient_accumulation_steps, trainer.args.steps_per_generation
+    assert (accumulation, steps_per_generation) == (2, 4)
+    trainer.model.train()
+    generation = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert generation["kept"].shape == (16,)  # the filter's flags travel with the batch
+    # Which groups the filter keeps depends on the answers; fix them (groups 1 and 2 kept), and give the kept
+    # sequences advantages as a learning signal would (a dropped group's are zero).
+    kept = torch.tensor([False] * 4 + [True] * 8 + [False] * 4)
+    advantages = torch.linspace(-1.5, 1.5, 16) * kept
+    generation.update(kept=kept, advantages=advantages)
+    micro_batches = split_tensor_dict(generation, steps_per_generation)
+    trainer._undilute(micro_batches)
+    assert all("kept" not in b for b in micro_batches)
+
+    def loss(batch, current_accumulation):
+        trainer.current_gradient_accumulation_steps = current_accumulation
+        with torch.no_grad():
+            return trainer._compute_loss(trainer.model, batch).item()
+
+    for update in range(steps_per_generation // accumulation):
+        rows = range(8 * update, 8 * update + 8)
+        accumulated = sum(loss(b, accumulation) for b in micro_batches[2 * update:2 * update + 2])
+        kept_rows = [i for i in rows if kept[i]]
+        kept_only = {k: v[kept_rows] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == 16 else v
+                     for k, v in generation.items() if k != "kept"}
+        if loss_type == "dapo":  # TRL divides by the generation batch's loss tokens: those of the kept sequences
+            kept_only["num_items_in_batch"] = generation["completion_mask"][kept].sum()
+        reference = loss(kept_only, 1 if loss_type == "grpo" else accumulation)
+        assert accumulated == pytest.approx(reference, rel=1e-5, abs=1e-7)
+        assert reference != pytest.approx(0.0, abs=1e-6)  # the comparison has something to compare
 
 
 def test_over_long_image_prompts_are_rejected_by_id_or_skipped(tiny_model_dir, problems_file, tmp_path):

@@ -37,7 +37,7 @@ def test_counts_are_the_tokens_trl_trains_on(tiny_model_dir, tmp_path):
     problems += generate_problems(3, seed=6, difficulty=2, image_size=300)
     path = save_problems(problems, tmp_path / "p.jsonl")
     ds = rows_of(path, processor)
-    assert ds.column_names == ["id", "question", "answer", "choices", "answer_type", "source", "solution", "images", "prompt"]
+    assert ds.column_names == ["id", "question", "answer", "choices", "answer_type", "source", "solution", "images", "visual_facts", "prompt"]
     rows = list(ds)
     assert rows[0]["prompt"] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": problems[0].question_with_choices()}]
     counts = prompt_token_counts(processor, [r["prompt"] for r in rows], [r["images"] for r in rows])

@@ -193,6 +193,23 @@ def reflect(ctx: typer.Context):
     typer.echo((out / "summary.json").read_text())
 
 
+@app.command(context_settings=CONFIG_COMMAND)
+def annotate(ctx: typer.Context):
+    """Visual facts for a problem file (the perception reward's annotations), through an OpenAI-compatible endpoint.
+
+    srpo annotate --problems FILE --url URL --model NAME --out DIR [--source solution|cot] [--key value ...]
+
+    The facts are extracted from each problem's worked solution, or (--source cot) from a chain of thought the
+    endpoint (or --cot_url) writes first, kept only when its answer verifies (--verify_cot). The API key is read from
+    the environment variable named by --api_key_env (default OPENAI_API_KEY). --help lists every key; --config FILE
+    reads them from YAML. Rerun with the same --out to resume. See docs/annotate.md."""
+    from srpo.config import AnnotateConfig
+    from srpo.reflect.annotate import run_annotate
+
+    out = run_annotate(_parse(AnnotateConfig, ctx))
+    typer.echo((out / "summary.json").read_text())
+
+
 @app.command()
 def plot(
     runs: list[Path] = typer.Argument(..., help="`srpo rl` output_dir(s); several are drawn side by side."),
@@ -210,6 +227,23 @@ def plot(
     logs = {name: load_log_history(run) for name, run in zip(names, runs)}
     for path in plot_training(logs, out):
         typer.echo(str(path))
+
+
+@app.command()
+def view(
+    runs: list[Path] = typer.Argument(..., help="An `srpo eval --out` folder, two of them (compared), or an `srpo rl` "
+                                     "output_dir."),
+    out: Path = typer.Option(None, help="The HTML file (default: RUN_DIR/view.html)."),
+):
+    """A self-contained HTML page to explore a run: each item's image, first attempt, reflection and final answer,
+    with filters; two eval runs side by side with their paired statistics; a training run's completions by step."""
+    from srpo.eval.view import write_view
+
+    from srpo.files import check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
+    typer.echo(str(write_view(runs, out)))
 
 
 @app.command("build-tiny-model")
@@ -262,19 +296,68 @@ def synth(
 def score(
     response: str = typer.Argument(..., help="A model response (five-block format)."),
     solution: str = typer.Argument(..., help="The reference answer."),
-    preset: str = typer.Option("paper", help="paper | reference | grpo"),
+    preset: str = typer.Option("paper", help="paper | reference | grpo | perception | srpo+perception"),
+    facts: str = typer.Option("", help="Visual facts for the perception presets: a JSON list of strings, or a file "
+                              "holding one."),
+    judge: str = typer.Option("oracle", help="Judge of the facts: oracle, or an OpenAI-compatible base URL."),
+    judge_model: str = typer.Option("", help="Model name at the judge URL; empty = the server's only model."),
+    judge_api_key_env: str = typer.Option("", help="Environment variable holding the judge's API key."),
+    judge_prompt: str = typer.Option("", help="Judge prompt template file; empty = srpo's own."),
 ):
-    """Score one response with the SRPO reward and print every term."""
+    """Score one response with the SRPO reward and print every term (with --facts, perception and repetition)."""
     from dataclasses import asdict
+    import asyncio
     import json
 
     from srpo.errors import InvalidValue
-    from srpo.rewards import score_response
+    from srpo.perception_judge import build_judge
+    from srpo.rewards import PERCEPTION_PRESETS, score_response
 
     if not solution.strip():
         raise InvalidValue("SOLUTION: the reference answer is empty, so every response would score as wrong; pass the "
                            "problem's answer, e.g. srpo score \"<think>...</think> <answer>3</answer>\" 3")
-    typer.echo(json.dumps(asdict(score_response(response, solution, preset=preset)), indent=2))
+    if facts and preset not in PERCEPTION_PRESETS:
+        raise InvalidValue(f"--facts: preset {preset!r} has no perception term; pass --preset perception or "
+                           "srpo+perception")
+    fact_list = _read_facts(facts) if facts else None
+    marks = visual_score = None
+    if fact_list:
+        scorer = build_judge(judge, model=judge_model, api_key_env=judge_api_key_env, prompt=judge_prompt or None,
+                             max_retries=1)
+
+        async def judged():
+            try:
+                return await scorer.score([fact_list], [response])
+            finally:
+                await scorer.aclose()
+
+        batch = asyncio.run(judged())
+        if batch.health.failures:
+            raise InvalidValue(f"--judge {judge}: the judgement failed (see the warning above); check the judge")
+        marks, visual_score = batch.marks[0], batch.scores[0]
+    breakdown = score_response(response, solution, preset=preset, visual_score=visual_score)
+    out = asdict(breakdown) | ({"visual_facts": fact_list, "visual_marks": marks} if fact_list else {})
+    typer.echo(json.dumps(out, indent=2))
+
+
+def _read_facts(value: str) -> list[str]:
+    """--facts: a JSON list of strings, or a file holding one."""
+    import json
+
+    from srpo.errors import InvalidValue
+
+    path = Path(value)
+    where = "--facts"
+    if not value.lstrip().startswith("[") and path.is_file():
+        value, where = path.read_text(encoding="utf-8"), f"--facts {path}"
+    try:
+        facts = json.loads(value)
+    except json.JSONDecodeError:
+        facts = None
+    if not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts):
+        raise InvalidValue(f"{where}: expected a JSON list of non-empty strings, e.g. '[\"AB = 3\", \"the circle is "
+                           "red\"]', or a file holding one")
+    return facts
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from trl import GRPOConfig, SFTConfig, TrlParser
 
 from srpo.errors import UserError
 from srpo.prompts import SYSTEM_PROMPTS
-from srpo.rewards import PRESETS, reward_weights
+from srpo.perception_judge import DEFAULT_CONCURRENCY, FAILURE_POLICIES, build_judge
+from srpo.rewards import PERCEPTION_PRESETS, PERCEPTION_WEIGHT, PRESETS, reward_weights
 
 T = TypeVar("T")
 
@@ -272,10 +273,30 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
                                                        "vLLM's sampling log-probs and the trainer's (other kernels "
                                                        "and precision). Off, as in the paper's released runs.")
     vllm_gpu_memory_utilization: float = option(0.3, "Colocate: fraction of each GPU's memory vLLM may take.")
+    # docs/method.md#perception: the judge of the perception presets
+    judge: str = option("", "Judge of visual facts for the perception presets: oracle (rule for synthetic problems, "
+                        "no model) or the http(s) base URL of an OpenAI-compatible server, e.g. "
+                        "http://localhost:8000/v1.")
+    judge_model: str = option("", "Model name at the judge endpoint; empty = the server's only model.")
+    judge_api_key_env: str = option("", "Environment variable holding the judge's API key (never logged); empty = "
+                                    "no key (vllm serve).")
+    judge_concurrency: int = option(DEFAULT_CONCURRENCY, "Judge requests in flight per process (1,024 scores a "
+                                    "1,024-completion batch in one wave: benchmarks/judge_overhead.py).")
+    judge_timeout: float = option(60.0, "Seconds per judge request.")
+    judge_max_retries: int = option(3, "Retries per judge request on 429 / 5xx / timeouts / dropped connections, "
+                                    "and re-requests of an unparsable judgement.")
+    judge_prompt: str | None = option(None, "Judge prompt template file with {facts} and {response} (and optionally "
+                                      "{n_facts}); unset = srpo's own.")
+    judge_failure: str = option("skip", f"A judgement that fails after retries or cannot be read: one of "
+                                f"{FAILURE_POLICIES}: skip = no r_v for that sample (None), zero = r_v 0. Counted "
+                                "in judge/failures either way.")
+    perception_weight: float = option(PERCEPTION_WEIGHT, "Weight of r_v in the perception presets (Perception-R1: "
+                                      "0.7).")
 
     def __post_init__(self):
         self._check_stage_fields()
         _one_of(self, "preset", PRESETS)
+        self._check_judge()
         if self.num_generations is None or self.num_generations < 2:
             raise ConfigError(f"num_generations: {self.num_generations} must be at least 2 (GRPO's advantage "
                               "compares the completions of one prompt with each other)")
@@ -294,6 +315,9 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
             if len(band) != 2 or not 0.0 <= band[0] <= band[1] <= 1.0:
                 raise ConfigError(f"group_accuracy_filter: {band} must be [low, high] with 0 <= low <= high <= 1 "
                                   "(e.g. [0.1, 0.9]), or null")
+            if self.loss_type == "bnpo":  # it normalises per micro-batch: no exact undiluted form (rl.undiluted_scales)
+                raise ConfigError("group_accuracy_filter works with every loss_type but bnpo; use grpo (the paper's) "
+                                  "or dapo, or set group_accuracy_filter: null")
         if self.use_vllm and self.load_in_4bit:
             raise ConfigError("use_vllm: true cannot load the 4-bit (QLoRA) policy's weights; set one of them to false")
         self._derive_batch()
@@ -309,6 +333,25 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
             self.vllm_max_model_length = self.max_prompt_length + self.max_completion_length
         self._resolve_defaults()
         super().__post_init__()
+
+    def _check_judge(self) -> None:
+        """The judge keys, checked at parse time: a perception preset without a judge, a bad URL, an unset key
+        variable or a bad template stops the run before any model loads."""
+        if self.preset in PERCEPTION_PRESETS and not self.judge:
+            raise ConfigError(f"judge: not set, and preset {self.preset!r} needs a judge of visual facts; set judge: "
+                              "oracle (synthetic problems) or the URL of an OpenAI-compatible server "
+                              "(--judge http://localhost:8000/v1)")
+        _one_of(self, "judge_failure", FAILURE_POLICIES)
+        _at_least(self, "judge_concurrency", 1)
+        _positive(self, "judge_timeout")
+        _at_least(self, "judge_max_retries", 0)
+        _at_least(self, "perception_weight", 0.0)
+        if self.judge:
+            try:
+                build_judge(self.judge, model=self.judge_model, api_key_env=self.judge_api_key_env,
+                            prompt=self.judge_prompt, failure=self.judge_failure)
+            except UserError as exc:
+                raise ConfigError(str(exc)) from None
 
     def _derive_batch(self) -> None:
         """The paper's cadence (docs/method.md#grpo) in TRL's keys, for the number of processes of this run: a
@@ -459,6 +502,93 @@ class ReflectConfig:
             *((key, getattr(self, key) >= 0, "must be 0 or more (USD per 1M tokens)")
               for key in ("teacher_price_input", "teacher_price_output", "policy_price_input", "policy_price_output")),
         ]
+
+
+ANNOTATE_SOURCES = ("solution", "cot")  # srpo annotate: facts from the worked solution or a teacher-written CoT
+
+
+@dataclass
+class AnnotateConfig:
+    """Visual facts for a problem file (docs/method.md#perception), through an OpenAI-compatible endpoint."""
+
+    problems: str = option("", "Problems file or folder, or a Hugging Face dataset id with a split (NAME@SPLIT).")
+    problems_columns: dict | str | None = option(None, "Column names of `problems` that differ from srpo's, as a "
+                                                 "mapping of srpo field to column (question, answer, images, "
+                                                 "choices).")
+    skip_bad: bool = option(False, "Skip (and count) bad rows instead of stopping at the first.")
+    limit: int | None = option(None, "Use only the first N problems.")
+    out: str = option("outputs/annotate", "Output folder: the annotated problems (problems.jsonl), the reply "
+                      "stores and summary.json; a rerun with the same --out resumes.")
+    source: str = option("solution", f"Where the facts are extracted from, one of {ANNOTATE_SOURCES}: each "
+                         "problem's worked solution, or a chain of thought the CoT endpoint writes first.")
+    url: str = option("", "The http(s) URL of the OpenAI-compatible server that extracts the facts.")
+    model: str = option("", "Model name at that server, e.g. Qwen/Qwen2.5-32B-Instruct; empty = the server's only "
+                        "model.")
+    api_key_env: str = option("OPENAI_API_KEY", "Environment variable holding its API key (never logged); empty = "
+                              "no key.")
+    prompt_template: str | None = option(None, "Fact-extraction prompt template file; unset = srpo's own "
+                                         "(docs/annotate.md).")
+    temperature: float | None = option(0.0, "Extraction temperature; null = the server's default.")
+    max_tokens: int | None = option(1024, "Sent as max_completion_tokens; null = the server's default.")
+    extra_body: dict | str | None = option(None, "Extra request fields for the extraction requests.")
+    cot_url: str = option("", "source cot: the URL of the server that writes the CoTs (sees the images); empty = "
+                          "`url`.")
+    cot_model: str = option("", "source cot: model name at the CoT server; empty = `model` when cot_url is empty, "
+                            "else the server's only model.")
+    cot_api_key_env: str | None = option(None, "source cot: environment variable with the CoT server's key; null = "
+                                         "api_key_env.")
+    cot_prompt_template: str | None = option(None, "source cot: CoT prompt template file; unset = srpo's own.")
+    cot_temperature: float | None = option(None, "source cot: CoT temperature; null = the server's default.")
+    cot_max_tokens: int | None = option(None, "source cot: sent as max_completion_tokens; null = the server's "
+                                        "default.")
+    cot_extra_body: dict | str | None = option(None, "source cot: extra request fields for the CoT requests.")
+    verify_cot: bool = option(True, "source cot: keep only CoTs whose final answer verifies against the problem's "
+                              "answer (the paper's filter); a problem whose CoT fails gets no facts.")
+    image_max_pixels: int | None = option(None, "Downscale images sent to the CoT server to at most this many pixels.")
+    concurrency: int = option(32, "Requests in flight per endpoint.")
+    request_timeout: float = option(300.0, "Seconds per request.")
+    max_retries: int = option(8, "Retries per item on 429 / 5xx / timeouts / dropped connections (exponential "
+                              "backoff with jitter, Retry-After honoured).")
+    malformed_retries: int = option(2, "Re-requests of an unparsable reply before the item is recorded as failed.")
+    backoff_base: float = option(1.0, "Seconds; retry k waits min(backoff_max, backoff_base * 2**k) * U(0.5, 1).")
+    backoff_max: float = option(60.0, "Longest wait between retries, in seconds.")
+    abort_after_failures: int = option(50, "Stop after this many items in a row fail (0 = never).")
+    retry_failed: bool = option(False, "On resume, request again the items recorded as failed.")
+    fsync: bool = option(True, "fsync the stores after each group of finished items.")
+    progress: bool = option(True, "Progress bars (rate, ETA).")
+    price_input: float = option(0.0, "USD per 1M prompt tokens of the extraction server, for the cost in "
+                                "summary.json.")
+    price_output: float = option(0.0, "USD per 1M completion tokens of the extraction server.")
+    cot_price_input: float = option(0.0, "USD per 1M prompt tokens of the CoT server.")
+    cot_price_output: float = option(0.0, "USD per 1M completion tokens of the CoT server.")
+
+    def __post_init__(self):
+        for key in ("problems_columns", "extra_body", "cot_extra_body"):
+            _json_mapping(self, key)
+        for key in ("extra_body", "cot_extra_body"):
+            if getattr(self, key) is None:
+                setattr(self, key, {})
+        rules = [
+            ("source", self.source in ANNOTATE_SOURCES, f"must be one of {ANNOTATE_SOURCES}"),
+            ("limit", self.limit is None or self.limit >= 1, "must be at least 1, or null for all"),
+            ("concurrency", self.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
+            ("max_retries", self.max_retries >= 0, "must be 0 or more"),
+            ("malformed_retries", self.malformed_retries >= 0, "must be 0 or more"),
+            ("abort_after_failures", self.abort_after_failures >= 0, "must be 0 (never stop) or more"),
+            ("request_timeout", self.request_timeout > 0, "must be a positive number of seconds"),
+            ("backoff_base", self.backoff_base >= 0, "must be 0 or more seconds"),
+            ("backoff_max", self.backoff_max >= self.backoff_base,
+             f"must be at least backoff_base = {self.backoff_base!r}; raise it or lower backoff_base"),
+            *((key, getattr(self, key) is None or getattr(self, key) >= 0, "must be 0 or more, or null for the "
+               "server's default") for key in ("temperature", "cot_temperature")),
+            *((key, getattr(self, key) is None or getattr(self, key) >= 1, "must be at least 1, or null")
+              for key in ("max_tokens", "cot_max_tokens", "image_max_pixels")),
+            *((key, getattr(self, key) >= 0, "must be 0 or more (USD per 1M tokens)")
+              for key in ("price_input", "price_output", "cot_price_input", "cot_price_output")),
+        ]
+        for key, ok, must in rules:
+            if not ok:
+                raise ConfigError(f"{key} = {getattr(self, key)!r}: {must}")
 
 
 ASSUMED_PROCESSES: int | None = None  # `--dry-run --world-size N`: derive batch keys as if N processes ran

@@ -1,8 +1,9 @@
 """`srpo demo`: the whole method end to end on a tiny model, offline, on a laptop CPU.
 
 build tiny VLM -> synthetic problems -> pre-train a weak solver (stand-in for an instruct model) -> stage 1
-(attempts -> oracle reflections -> SFT) -> stage 2 (SRPO GRPO) [-> plain GRPO with --compare] -> evaluate every
-stage on held-out problems -> metrics.json, report.md, plots. Each finished step is kept on disk; a rerun of the same
+(attempts -> oracle reflections -> SFT) -> stage 2 (SRPO GRPO) [-> plain GRPO, Perception-R1 and SRPO+Perception
+with --compare, the perception reward judged by the oracle] -> evaluate every stage on held-out problems ->
+metrics.json, report.md, plots, explorer pages. Each finished step is kept on disk; a rerun of the same
 command continues where it stopped.
 """
 
@@ -16,7 +17,9 @@ from pathlib import Path
 from srpo.config import ReflectConfig, SRPOGRPOConfig, SRPOSFTConfig, option
 from srpo.data import load_problems, problems_to_dataset, write_synthetic
 from srpo.eval.driver import EvalConfig, run_eval
-from srpo.eval.report import reflection_table
+from srpo.eval.report import PAIRED_NOTE, load_run, paired_rows, paired_table, reflection_table
+from srpo.eval.view import write_view
+from srpo.errors import InvalidValue
 from srpo.format import render_response
 from srpo.models import TinyModelSpec, build_tiny_model
 from srpo.reflect.build import run_reflect
@@ -25,6 +28,11 @@ from srpo.train.callbacks import load_log_history, plot_training, reward_history
 from srpo.train.rl import run_rl
 from srpo.train.sft import run_sft
 
+
+# --compare: run name -> reward preset (docs/method.md#rewards, #perception)
+COMPARE_METHODS = {"grpo": "grpo", "perception": "perception", "srpo_perception": "srpo+perception"}
+METHOD_TITLES = {"paper": "SRPO GRPO", "grpo": "plain GRPO", "perception": "Perception-R1 GRPO",
+                 "srpo+perception": "SRPO+Perception GRPO"}
 
 QUICK = {
     "n_train": 600,
@@ -42,7 +50,10 @@ class DemoConfig:
 
     out: str = option("runs/demo", "Output folder (a rerun of the same command resumes).")
     seed: int = option(0, "Seed for data, model and training.")
-    compare: bool = option(False, "Also train plain GRPO from the same stage-1 start.")
+    compare: bool = option(False, "Also train the compare_methods from the same stage-1 start.")
+    compare_methods: list[str] = option(list(COMPARE_METHODS), "Reward presets --compare trains beside SRPO's "
+                                        f"paper preset, each from the stage-1 model: any of {list(COMPARE_METHODS)}; "
+                                        "the perception presets' judge is the oracle (exact synthetic visual facts).")
     quick: bool = option(False, f"Smaller run (about 3 minutes on 2 CPU cores): {QUICK}.")
     n_train: int = option(3000, "Synthetic training problems.")
     n_test: int = option(200, "Held-out problems.")
@@ -71,6 +82,12 @@ class DemoConfig:
     eval_max_new_tokens: int = option(128, "Generation length of attempts and evaluation.")
 
 
+def check_demo_config(cfg: DemoConfig) -> None:
+    unknown = [name for name in cfg.compare_methods if name not in COMPARE_METHODS]
+    if unknown:
+        raise InvalidValue(f"compare_methods: unknown {unknown}; choose from {list(COMPARE_METHODS)}")
+
+
 def demo_config(quick: bool = False, **overrides) -> DemoConfig:
     """The demo's settings in code (`srpo demo --quick ...` on the command line)."""
     return replace(DemoConfig(quick=quick), **{**(QUICK if quick else {}), **overrides})
@@ -82,6 +99,7 @@ def pretrain_target(problem) -> str:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
+    check_demo_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -143,11 +161,11 @@ def run_demo(cfg: DemoConfig) -> dict:
         lambda: run_sft(_sft_config(cfg, base_dir / "final", reflect_dir, stage1_dir, cfg.sft_steps, cfg.sft_lr,
                                     system_prompt=cfg.reflection_system_prompt, freeze_vision=cfg.freeze_vision)),
     )
-    rl_runs = {"stage2": "paper"} | ({"grpo": "grpo"} if cfg.compare else {})
+    rl_runs = {"stage2": "paper"} | ({name: COMPARE_METHODS[name] for name in cfg.compare_methods} if cfg.compare else {})
     for name, preset in rl_runs.items():
         run_dir = out / name
         step(
-            f"stage 2: {'SRPO' if preset == 'paper' else 'plain'} GRPO ({preset} reward)",
+            f"stage 2: {METHOD_TITLES[preset]} ({preset} reward)",
             run_dir / "final" / "config.json",
             lambda run_dir=run_dir, preset=preset: run_rl(_rl_config(cfg, stage1_dir / "final", data_dir, run_dir, preset)),
         )
@@ -171,9 +189,18 @@ def run_demo(cfg: DemoConfig) -> dict:
     plot_training(logs, plots)
     plot_accuracy_per_stage(stages, plots / "accuracy_per_stage.png")
     plot_transitions(stages, plots / "transitions.png")
+    # each compared method against SRPO on the same held-out items (docs/method.md#paired-statistics)
+    compared = [name for name in rl_runs if name != "stage2"]
+    paired = paired_rows(["stage2", *compared], [load_run(out / "eval" / name) for name in ["stage2", *compared]]
+                         ) if compared else []
+    # explorer pages (docs/view.md): each eval folder has its own; these show what a stage fixed and broke
+    views = {f"stage1_vs_{name}": write_view([out / "eval" / "stage1", out / "eval" / name],
+                                             out / "views" / f"stage1_vs_{name}.html") for name in rl_runs}
     metrics = {
         "stages": stages,
         "gain_stage2_over_base_points": round(100 * (stages["stage2"]["final_accuracy"] - stages["base"]["final_accuracy"]), 1),
+        "paired_vs_stage2": paired,
+        "views": {name: str(path.relative_to(out)) for name, path in views.items()},
         "logged_reward_terms": sorted({k for log in logs.values() for k in reward_history(log)}),
         "timings_s": timings,
         "config": asdict(cfg),
@@ -181,6 +208,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "report.md").write_text(_report(cfg, stages, metrics))
     print("\n" + reflection_table(stages, "stage"))
+    if paired:
+        print("\n" + paired_table(paired))
     print(f"\nstage 2 vs base: {metrics['gain_stage2_over_base_points']:+.1f} points (final-answer accuracy)")
     print(f"files: {out}/metrics.json, {out}/report.md, {plots}/*.png")
     return metrics
@@ -207,7 +236,20 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> SRPOGRPOConfig:
         max_prompt_length=1024, logging_steps=1, save_steps=max(cfg.rl_steps // 2, 1), report_to=[],
         seed=cfg.seed, lr_scheduler_type="constant", warmup_steps=0,
         system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
+        judge="oracle" if "perception" in preset else "",
     )
+
+
+def _paired_section(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    return f"""
+## Paired: each compared method against stage 2 (SRPO)
+
+{PAIRED_NOTE}
+
+{paired_table(rows)}
+"""
 
 
 def _report(cfg: DemoConfig, stages: dict, metrics: dict) -> str:
@@ -217,7 +259,7 @@ def _report(cfg: DemoConfig, stages: dict, metrics: dict) -> str:
 
 Tiny Qwen2.5-VL trained offline on synthetic visual reasoning problems ({cfg.n_train} train, {cfg.n_test} held-out),
 seed {cfg.seed}. Stages: a weak base solver (pre-trained briefly), stage 1 (reflection SFT on oracle-teacher
-reflections), stage 2 (SRPO GRPO, `paper` reward){', and plain GRPO (`grpo` reward) from the same stage-1 start' if cfg.compare else ''}.
+reflections), stage 2 (SRPO GRPO, `paper` reward){_compared_methods(cfg)}.
 
 ## Held-out results
 
@@ -225,7 +267,7 @@ reflections), stage 2 (SRPO GRPO, `paper` reward){', and plain GRPO (`grpo` rewa
 
 Stage 2 vs base: **{metrics['gain_stage2_over_base_points']:+.1f} points** of final-answer accuracy.
 Transition rates are fractions of all held-out problems; they sum to the reflection rate.
-
+{_paired_section(metrics['paired_vs_stage2'])}
 ![accuracy](plots/accuracy_per_stage.png)
 ![transitions](plots/transitions.png)
 
@@ -240,5 +282,18 @@ Logged per step: {', '.join(metrics['logged_reward_terms'])}.
 
 `{example}`
 
+## Explore the responses
+
+Each stage's held-out run has its own page (`eval/<stage>/view.html`); these compare stage 1 with each stage-2
+method item by item (what RL fixed and broke): {', '.join(f"[{name}]({path})" for name, path in metrics['views'].items())}.
+
 Timings (s): {json.dumps(metrics['timings_s'])}
 """
+
+
+def _compared_methods(cfg: DemoConfig) -> str:
+    if not cfg.compare:
+        return ""
+    methods = ", ".join(f"{METHOD_TITLES[COMPARE_METHODS[name]]} (`{COMPARE_METHODS[name]}` reward)"
+                        for name in cfg.compare_methods)
+    return f", and from the same stage-1 start {methods}; the perception reward is judged by the oracle"

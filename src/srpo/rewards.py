@@ -1,3 +1,4 @@
+# Over 400 lines: every preset's terms, bounds and TRL adapters in one place, so a preset is read top to bottom.
 """SRPO rewards (docs/method.md#rewards, Eqs. 4-8 of the paper) with three presets, plus TRL adapters.
 
 Presets (``PRESETS``)
@@ -18,6 +19,18 @@ where the format holds for a strict single-round ``<think>..</think> <answer>..<
 strictness rules as the five-block check) or for a five-block response. No length, reflection or effectiveness
 terms.
 
+``perception`` (Perception-R1 as released; docs/method.md#perception)::
+
+    R = 0.9 * [final answer correct] + 0.1 * [released format] + perception_weight * r_v + r_rep
+
+``srpo+perception`` (docs/method.md#perception)::
+
+    R = (the paper preset's terms) + perception_weight * r_v + r_rep
+
+r_v (srpo.perception) comes from a judge and is None for a row without visual facts, or whose judgement failed
+under ``judge_failure: skip``; a None term adds nothing to ``total`` (as TRL's sum of the terms). r_rep is the
+20-gram repetition penalty, in [-2, 0].
+
 Length term (docs/method.md#rewards)::
 
     f_len(L) = exp(-((|L - T_target| / (T_max - T_target)) ** 2))
@@ -35,6 +48,7 @@ of the preset, added in the preset's term order (``PRESET_TERMS``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
@@ -45,6 +59,7 @@ from typing import Any
 from srpo.answers import CheckerProblems, as_choices, as_text, checker_problems, is_correct
 from srpo.errors import InvalidValue
 from srpo.format import ParsedResponse, has_wellformed_reflection, is_five_block, is_single_round, parse_response
+from srpo.perception import REPETITION_MAX_PENALTY, repetition_penalty
 from srpo.reference_reward import score_released
 
 __all__ = [
@@ -52,6 +67,8 @@ __all__ = [
     "PRESET_TERMS",
     "TRANSITIONS",
     "ALPHA",
+    "PERCEPTION_PRESETS",
+    "PERCEPTION_WEIGHT",
     "RewardBreakdown",
     "score_response",
     "max_total",
@@ -64,13 +81,17 @@ __all__ = [
     "completion_text",
 ]
 
-PRESETS = ("paper", "reference", "grpo")
+PRESETS = ("paper", "reference", "grpo", "perception", "srpo+perception")
+PERCEPTION_PRESETS = ("perception", "srpo+perception")  # the presets that need a judge
+PERCEPTION_WEIGHT = 0.7  # Perception-R1's released runs: visual_reward_factor=0.7
 
 # Term order of each preset = order of reward_functions(preset) and of the summation of `total`.
 PRESET_TERMS: dict[str, tuple[str, ...]] = {
     "paper": ("format", "accuracy", "effectiveness", "reflection", "length"),
     "reference": ("accuracy", "format", "length"),
     "grpo": ("accuracy", "format"),
+    "perception": ("accuracy", "format", "perception", "repetition"),
+    "srpo+perception": ("format", "accuracy", "effectiveness", "reflection", "length", "perception", "repetition"),
 }
 
 TRANSITIONS = ("wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong")
@@ -85,12 +106,19 @@ _PAPER_I_REF = 0.25
 # grpo preset
 _GRPO_ACCURACY = 1.0
 _GRPO_FORMAT = 0.5
+# perception preset: Perception-R1's released boxed_math_verify_compute_score, 0.9 * accuracy + 0.1 * format, with
+# its format regex (newlines inside the tags, a non-empty \boxed{} in the answer).
+_PERCEPTION_ACCURACY = 0.9
+_PERCEPTION_FORMAT = 0.1
+_PERCEPTION_FORMAT_RE = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\\boxed{.+?}.*?\n</answer>$", re.DOTALL)
 
 # Bounds. paper: docs/method.md#rewards "Maximum 1.85" is the sum of the per-term maxima (0.5 + 0.5 + 0.5 + 0.25 + 0.1); since
 # R_accuracy = 0.5 needs a right first answer and I_eff = 0.5 a wrong one, the largest total a response can reach
 # is 1.6 (right->right). The minimum bound -0.25 is the sum of per-term minima; reachable totals are >= 0.
-_MAX_TOTAL = {"paper": 1.85, "reference": 1.6, "grpo": 1.5}
-_MIN_TOTAL = {"paper": -0.25, "reference": 0.0, "grpo": 0.0}
+# The perception presets add perception_weight * 1 at most and the repetition penalty, -2, at least.
+_MAX_TOTAL = {"paper": 1.85, "reference": 1.6, "grpo": 1.5, "perception": 1.0, "srpo+perception": 1.85}
+_MIN_TOTAL = {"paper": -0.25, "reference": 0.0, "grpo": 0.0, "perception": REPETITION_MAX_PENALTY,
+              "srpo+perception": -0.25 + REPETITION_MAX_PENALTY}
 
 
 def _check_preset(preset: object) -> str:
@@ -99,13 +127,16 @@ def _check_preset(preset: object) -> str:
     return preset  # type: ignore[return-value]
 
 
-def max_total(preset: str) -> float:
-    """Upper bound of ``total`` for ``preset`` (paper 1.85, reference 1.6, grpo 1.5; docs/method.md#rewards)."""
-    return _MAX_TOTAL[_check_preset(preset)]
+def max_total(preset: str, perception_weight: float = PERCEPTION_WEIGHT) -> float:
+    """Upper bound of ``total`` for ``preset`` (paper 1.85, reference 1.6, grpo 1.5, perception 1.7, srpo+perception
+    2.55 at the default weight 0.7; docs/method.md#rewards, #perception)."""
+    weight = perception_weight if preset in PERCEPTION_PRESETS else 0.0
+    return _MAX_TOTAL[_check_preset(preset)] + weight
 
 
 def min_total(preset: str) -> float:
-    """Lower bound of ``total`` for ``preset`` (paper -0.25 = the I_eff penalty; reference and grpo 0)."""
+    """Lower bound of ``total`` for ``preset`` (paper -0.25 = the I_eff penalty; reference and grpo 0; the
+    perception presets 2 lower, the repetition penalty)."""
     return _MIN_TOTAL[_check_preset(preset)]
 
 
@@ -148,6 +179,8 @@ class RewardBreakdown:
     first_correct: bool | None = None
     final_correct: bool | None = None
     n_answers: int = 0
+    perception: float | None = None  # perception_weight * r_v; None: no facts, or a skipped judgement
+    repetition: float = 0.0
 
     @property
     def transition(self) -> str | None:
@@ -164,6 +197,8 @@ class RewardBreakdown:
             "effectiveness": self.effectiveness,
             "reflection": self.reflection,
             "length": self.length,
+            "perception": self.perception,
+            "repetition": self.repetition,
             "total": self.total,
             "first_correct": self.first_correct,
             "final_correct": self.final_correct,
@@ -191,20 +226,33 @@ def score_response(
     preset: str = "paper",
     token_count: Callable[[str], int] | None = None,
     choices: Sequence[str] | None = None,
+    visual_score: float | None = None,
+    perception_weight: float = PERCEPTION_WEIGHT,
 ) -> RewardBreakdown:
     """Score one response against the reference answer ``solution`` with ``preset`` (docs/method.md#rewards).
 
     ``token_count`` counts tokens for the length term (default :func:`default_token_count`); ``choices`` are the
     options of a multiple-choice problem (their text also counts as a correct answer). Answers are checked with
     :func:`srpo.answers.is_correct`; the ``reference`` preset is the released reward function, quirks included
-    (:mod:`srpo.reference_reward`; it ignores ``choices``, as the released code has none). Raises ``ValueError``
-    for an unknown preset; never raises on any response string (non-str responses score as ``""``).
+    (:mod:`srpo.reference_reward`; it ignores ``choices``, as the released code has none). ``visual_score`` is r_v
+    from a judge (the perception presets; None: no r_v). Raises ``ValueError`` for an unknown preset; never raises
+    on any response string (non-str responses score as ``""``).
     """
     _check_preset(preset)
     text = response if isinstance(response, str) else ""
-    gold = as_text(solution)
-    ch = as_choices(choices)
-    tc = token_count if token_count is not None else default_token_count
+    base = _score_base(text, as_text(solution), preset, token_count or default_token_count, as_choices(choices))
+    if preset not in PERCEPTION_PRESETS:
+        return base
+    # docs/method.md#perception: the judge's r_v, weighted, and the repetition penalty; a missing r_v adds nothing.
+    perception = None if visual_score is None else perception_weight * visual_score
+    repetition = repetition_penalty(text)
+    total = base.total + (perception or 0.0) + repetition
+    return dataclasses.replace(base, perception=perception, repetition=repetition, total=total)
+
+
+def _score_base(text: str, gold: str, preset: str, tc: Callable[[str], int],
+                ch: Sequence[str] | None) -> RewardBreakdown:
+    """The terms that need no judge."""
     if preset == "reference":
         # docs/method.md#rewards reference preset: the released reward function, its quirks listed there.
         r = score_released(text, gold, tc)
@@ -219,7 +267,7 @@ def score_response(
         final_correct = first_correct if n == 1 else is_correct(parsed.answers[-1], gold, choices=ch)
     transition = _transition(bool(first_correct), bool(final_correct)) if n >= 2 else None
 
-    if preset == "paper":
+    if preset in ("paper", "srpo+perception"):
         # docs/method.md#rewards paper preset. R_format uses the strict five-block check ("the five-block format").
         fmt = _PAPER_FORMAT if is_five_block(text) else 0.0
         acc = _PAPER_ACCURACY if first_correct else 0.0
@@ -229,6 +277,13 @@ def score_response(
         length = _length_term(text, parsed, tc)
         total = fmt + acc + eff + ref + length  # PRESET_TERMS["paper"] order
         return RewardBreakdown(fmt, acc, eff, ref, length, total, first_correct, final_correct, n)
+
+    if preset == "perception":
+        # docs/method.md#perception: the released weights and format regex; accuracy of the final answer by srpo's
+        # checker (the released code reads the first <answer> on one line; a single round has one answer).
+        acc = _PERCEPTION_ACCURACY if final_correct else 0.0
+        fmt = _PERCEPTION_FORMAT if _PERCEPTION_FORMAT_RE.fullmatch(text) else 0.0
+        return RewardBreakdown(fmt, acc, 0.0, 0.0, 0.0, acc + fmt, first_correct, final_correct, n)
 
     # grpo: plain-GRPO baseline. Accuracy of the final (last) answer; format for a single round or five blocks.
     acc = _GRPO_ACCURACY if final_correct else 0.0
@@ -326,12 +381,20 @@ class _BatchScorer:
         return value
 
 
-def _log_batch_metrics(batch: _ScoredBatch, log_metric: Callable[[str, float], Any]) -> None:
+def _log_batch_metrics(batch: _ScoredBatch, log_metric: Callable[[str, float], Any], preset: str,
+                       group_size: int | None) -> None:
     """Transition rates (over completions with 2+ answers; 0.0 when there are none), first / final answer
-    accuracy (over all completions; a missing answer counts as wrong), and the number of answer checks in the
+    accuracy (over all completions; a missing answer counts as wrong), the number of answer checks in the
     batch that raised (``verify_errors``) or ran out of time (``verify_timeouts``): they scored as wrong answers,
-    and a non-zero count says the accuracy is understated."""
+    and a non-zero count says the accuracy is understated; with a length term, f_len's mean and its spread within
+    groups (the mean of each group's standard deviation: 0 means the term moves no advantage)."""
     breakdowns = batch.breakdowns
+    if "length" in PRESET_TERMS[preset] and breakdowns:
+        f_len = [b.length / ALPHA for b in breakdowns]
+        log_metric("length/f_len_mean", sum(f_len) / len(f_len))
+        if group_size and len(f_len) % group_size == 0:  # TRL hands a process whole groups, one after another
+            groups = [f_len[i:i + group_size] for i in range(0, len(f_len), group_size)]
+            log_metric("length/f_len_group_std", sum(_std(g) for g in groups) / len(groups))
     counts = transition_counts(breakdowns)
     with_two = sum(counts[t] for t in TRANSITIONS)
     for t in TRANSITIONS:
@@ -343,17 +406,29 @@ def _log_batch_metrics(batch: _ScoredBatch, log_metric: Callable[[str, float], A
     log_metric("verify_timeouts", float(batch.checker_problems.timeouts))
 
 
-def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> Callable[..., list[float]]:
+def _std(values: Sequence[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool,
+                        group_size: int | None = None) -> Callable[..., list[float]]:
     def reward(
         prompts: Any = None,
         completions: Sequence[Any] | None = None,
         completion_ids: Any = None,
         log_metric: Callable[[str, float], Any] | None = None,
+        log_extra: Callable[[str, list], Any] | None = None,
         **kwargs: Any,
     ) -> list[float]:
         batch = scorer(completions, kwargs)
         if logs_metrics and callable(log_metric):
-            _log_batch_metrics(batch, log_metric)
+            _log_batch_metrics(batch, log_metric, scorer.preset, group_size)
+        if logs_metrics and callable(log_extra):  # columns of TRL's completion logs, read by `srpo view`
+            log_extra("answer", [as_text(g) for g in ([kwargs["answer"]] * len(batch.breakdowns)
+                                                      if isinstance(kwargs["answer"], str) else kwargs["answer"])])
+            for column in ("first_correct", "final_correct", "transition"):
+                log_extra(column, [getattr(b, column) for b in batch.breakdowns])
         return [float(getattr(b, term) or 0.0) for b in batch.breakdowns]  # final_correct: None (no answer) is 0
 
     reward.__name__ = f"{term}_reward"
@@ -362,8 +437,35 @@ def _make_term_function(scorer: _BatchScorer, term: str, logs_metrics: bool) -> 
     return reward
 
 
+def _make_perception_function(judge: Any, weight: float) -> Callable[..., Any]:
+    """The perception term as an async TRL reward function: the batch's judge calls run concurrently on TRL's event
+    loop, and the judge's health is logged every step (docs/method.md#perception)."""
+
+    async def perception_reward(
+        prompts: Any = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Any = None,
+        log_metric: Callable[[str, float], Any] | None = None,
+        visual_facts: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        texts = [completion_text(c) for c in completions or []]
+        facts = list(visual_facts) if visual_facts is not None else [None] * len(texts)
+        if len(facts) != len(texts):
+            raise ValueError(f"got {len(texts)} completions but {len(facts)} visual_facts")
+        judged = await judge.score(facts, texts)
+        if callable(log_metric):
+            for name, value in judged.health.metrics().items():
+                log_metric(name, value)
+        return [None if score is None else weight * score for score in judged.scores]
+
+    perception_reward.__doc__ = f"perception_weight ({weight}) * r_v; None for a row without visual facts."
+    return perception_reward
+
+
 def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | None = None, *,
-                     final_correct_column: bool = False) -> list[Callable]:
+                     final_correct_column: bool = False, judge: Any = None,
+                     perception_weight: float = PERCEPTION_WEIGHT, group_size: int | None = None) -> list[Callable]:
     """TRL reward functions, one per term of ``preset`` in ``PRESET_TERMS[preset]`` order, named
     ``<term>_reward`` so TRL logs each separately (docs/method.md#rewards "Reward terms are logged separately"). Each returns
     the term's weighted contribution, so with :func:`reward_weights` (all 1.0) TRL's weighted sum equals
@@ -371,10 +473,21 @@ def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | 
     ``choices``. The batch is scored once and shared by the functions; ``accuracy_reward`` also reports the four
     transition rates, first / final accuracy and the answer checks that raised or timed out (``verify_errors``,
     ``verify_timeouts``) through TRL's ``log_metric``. With ``final_correct_column``, one more function last:
-    final-answer correctness (1.0 or 0.0) from the same scoring pass, for a weight-0 column the group filter reads."""
+    final-answer correctness (1.0 or 0.0) from the same scoring pass, for a weight-0 column the group filter reads.
+    With a length term it also logs ``length/f_len_mean`` and, given ``group_size`` (GRPO's num_generations),
+    ``length/f_len_group_std``.
+
+    The perception presets need ``judge`` (srpo.perception_judge): ``perception_reward`` is async and reads the
+    dataset column ``visual_facts``; it logs ``judge/requests``, ``judge/failures``, ``judge/retries``,
+    ``judge/cache_hits`` and ``judge/latency_s`` (docs/method.md#perception)."""
     _check_preset(preset)
+    if preset in PERCEPTION_PRESETS and judge is None:
+        raise InvalidValue(f"preset: {preset!r} needs a judge of visual facts; set judge: oracle (synthetic "
+                           "problems) or the URL of an OpenAI-compatible server")
     scorer = _BatchScorer(preset, token_count)
-    functions = [_make_term_function(scorer, term, logs_metrics=(term == "accuracy")) for term in PRESET_TERMS[preset]]
+    functions = [_make_perception_function(judge, perception_weight) if term == "perception"
+                 else _make_term_function(scorer, term, logs_metrics=(term == "accuracy"), group_size=group_size)
+                 for term in PRESET_TERMS[preset]]
     if final_correct_column:
         functions.append(_make_term_function(scorer, "final_correct", logs_metrics=False))
     return functions

@@ -35,7 +35,7 @@ CASES = [
     BadInput("reflect-teacher-prompt-missing", lambda ws: reflect(ws, "--teacher", DEAD_URL, "--teacher-prompt", ws.tmp / "nope.txt"),
              r"teacher_prompt: template file .*nope\.txt not found"),
     BadInput("reflect-teacher-prompt-without-placeholders", lambda ws: reflect(ws, "--teacher", DEAD_URL, "--teacher-prompt", ws.write("t.txt", "Review the attempt.")),
-             r"teacher_prompt .*t\.txt: lacks \{question\}, \{reference_answer\}, the attempt"),
+             r"teacher_prompt .*t\.txt: lacks \{question\}, \{reference_answer\}, one of \{reasoning\}/\{response\}/"),
     BadInput("reflect-out-is-a-file", lambda ws: ["reflect", "--problems", ws.problems, "--policy", ws.model, "--out", ws.write("out", "x")],
              r"out .*out is an existing file, not a folder"),
     BadInput("reflect-url-credentials-and-a-key", lambda ws: reflect(ws, "--teacher", "http://me:hunter2@127.0.0.1:9/v1"),

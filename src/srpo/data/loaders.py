@@ -39,7 +39,7 @@ from srpo.files import atomic_write_text, safe_stem
 
 logger = logging.getLogger(__name__)
 
-KNOWN_KEYS = {"id", "answer_type", "source", "solution", "metadata"}
+KNOWN_KEYS = {"id", "answer_type", "source", "solution", "metadata", "visual_facts"}
 KNOWN_KEYS |= set(QUESTION_KEYS) | set(ANSWER_KEYS) | set(CHOICE_KEYS) | set(IMAGE_KEYS)
 
 
@@ -168,6 +168,7 @@ def parse_row(row: Any, *, where: str, default_id: str, base_dir: Path) -> tuple
             source=str(row.get("source") or ""),
             solution=row.get("solution") or None,
             metadata={**extras, **metadata},
+            visual_facts=_visual_facts(row.get("visual_facts"), where),
         )
     except ProblemError as e:
         m = re.search(r"field '([\w\[\]]+)'", str(e))
@@ -231,6 +232,17 @@ def _choices(row: dict, where: str) -> list[str] | None:
             raise DataError(where, f"choices[{i}]", "invalid_choices", f"must be a non-empty string, got {choice!r}")
         texts.append(choice)
     return texts
+
+
+def _visual_facts(value: Any, where: str) -> list[str] | None:
+    """The row's facts: a list, or a JSON list in a string (as some tables store lists); Problem checks the items."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(where, "visual_facts", "invalid_field", f"is the string {shorten(value)!r}; expected a "
+                            "list of fact strings such as [\"GE = 10\", \"JKLM is a parallelogram\"]") from None
+    return list(value) if isinstance(value, tuple) else value
 
 
 _LETTER = re.compile(r"^\(?([A-Za-z])[).:]?$")
@@ -373,6 +385,8 @@ def save_problems(problems: list[Problem], path: str | Path) -> Path:
             "solution": problem.solution,
             "metadata": problem.metadata,
         }
+        if problem.visual_facts is not None:  # files without facts stay as they were
+            record["visual_facts"] = problem.visual_facts
         try:
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         except TypeError as e:

@@ -34,6 +34,8 @@ PROBLEM_FEATURES = datasets.Features(
         "source": datasets.Value("string"),
         "solution": datasets.Value("string"),
         "images": datasets.List(datasets.Image()),
+        # Null for a problem without facts: TRL hands reward functions None for it (docs/method.md#perception).
+        "visual_facts": datasets.List(datasets.Value("string")),
     }
 )
 # Where each row came from, how its images are named in messages, and its DataError if it has one.
@@ -52,7 +54,8 @@ CODE_FINGERPRINT = Hasher.hash(sorted((p.name, p.read_bytes()) for p in Path(__f
 
 
 def problems_to_dataset(problems: list[Problem]) -> datasets.Dataset:
-    """A `datasets.Dataset` with columns id, question, answer, choices, answer_type, source, solution, images."""
+    """A `datasets.Dataset` with columns id, question, answer, choices, answer_type, source, solution, images,
+    visual_facts."""
     columns = {
         "id": [p.id for p in problems],
         "question": [p.question for p in problems],
@@ -62,6 +65,7 @@ def problems_to_dataset(problems: list[Problem]) -> datasets.Dataset:
         "source": [p.source for p in problems],
         "solution": [p.solution for p in problems],
         "images": [list(p.images) for p in problems],
+        "visual_facts": [p.visual_facts for p in problems],
     }
     return datasets.Dataset.from_dict(columns, features=PROBLEM_FEATURES)
 
@@ -103,6 +107,7 @@ def _table_rows(source: str, columns: dict[str, str]):
             "source": problem.source,
             "solution": problem.solution,
             "images": [ref.value for ref in refs],
+            "visual_facts": problem.visual_facts,
             "_where": where,
             "_image_fields": [ref.field for ref in refs],
             "_image_labels": [ref.label for ref in refs],

@@ -51,6 +51,8 @@ class Problem:
     source: str = ""
     solution: str | None = None
     metadata: dict = field(default_factory=dict)
+    # The atomic facts of the image the solution relies on (docs/method.md#perception); None = not annotated.
+    visual_facts: list[str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("id", "question", "answer"):
@@ -71,6 +73,7 @@ class Problem:
             raise ProblemError(self._where(f"field 'solution' must be a string or None, got {self.solution!r}"))
         if not isinstance(self.metadata, dict):
             raise ProblemError(self._where(f"field 'metadata' must be a dict, got {type(self.metadata).__name__}"))
+        self._check_visual_facts()
 
     def _where(self, message: str) -> str:
         return f"problem {self.id!r}: {message}" if isinstance(self.id, str) and self.id.strip() else message
@@ -88,6 +91,18 @@ class Problem:
             if not isinstance(choice, str) or not choice.strip():
                 raise ProblemError(self._where(f"field 'choices[{i}]' must be a non-empty string, got {choice!r}"))
         self.choices = list(self.choices)
+
+    def _check_visual_facts(self) -> None:
+        if self.visual_facts is None:
+            return
+        if not isinstance(self.visual_facts, (list, tuple)):
+            raise ProblemError(self._where(f"field 'visual_facts' must be a list of strings or null, got "
+                                           f"{self.visual_facts!r}"))
+        for i, fact in enumerate(self.visual_facts):
+            if not isinstance(fact, str) or not fact.strip():
+                raise ProblemError(self._where(f"field 'visual_facts[{i}]' must be a non-empty string, got {fact!r}; "
+                                               "remove it or write the fact"))
+        self.visual_facts = [fact.strip() for fact in self.visual_facts]
 
     def _check_answer(self) -> None:
         if self.answer_type == "multiple_choice":

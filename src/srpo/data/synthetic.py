@@ -4,6 +4,11 @@
 Problem `i` of seed `s` depends only on (s, i), its family and its difficulty: `random.Random` is seeded per problem,
 so a longer run extends a shorter one. Each problem stores the drawn scene in `metadata["scene"]`, from which the
 answer can be recomputed. Geometry is laid out on a 112-px design grid and scaled to `image_size`.
+
+Each problem also carries its exact `visual_facts` (docs/method.md#perception): the atomic facts of the image
+its solution relies on (counts, colours, lengths, bar values), 2 to 8 (1 at level 0, whose short solutions the demo's
+tiny model must fit in its length budget), each written verbatim in the solution, so the perception reward's oracle
+judge can check them by rule.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class _Draft:
     variant: str
     scene: dict
     choices: list[str] | None = None
+    facts: list[str] | None = None
 
 
 def generate_problems(
@@ -87,6 +93,7 @@ def generate_problems(
                 source=f"synthetic/{family}",
                 solution=draft.solution,
                 metadata={"family": family, "difficulty": level, "variant": draft.variant, "scene": draft.scene},
+                visual_facts=draft.facts,
             )
         )
     return problems
@@ -227,21 +234,26 @@ def _count_shapes(rng: random.Random, level: int, size: int) -> _Draft:
         objects.append({"shape": shape, "color": color, "box": box})
     seen = [f"{counts[k]} {_plural(k, counts[k])}" for k in SHAPES if counts.get(k)]
     target = kinds[0]
+    if len(seen) < 2:  # one kind drawn: the absent one is the second fact
+        seen += [f"no {k}s" for k in kinds if not counts.get(k) and k != target]
     scene = {"objects": objects, "target": target}
     if variant == "count":
         n = counts.get(target, 0)
+        facts = list(seen)
         if n:
             step = f"Counting only the {target}s gives {n}."
         else:
             step = f"There are no {target}s, so the count is 0."
+            facts.append(f"there are no {target}s")
         solution = f"I see {_join(seen)}. {step} So the answer is {n}."
-        return _Draft(f"How many {target}s are there in the image?", str(n), solution, image, variant, scene)
+        return _Draft(f"How many {target}s are there in the image?", str(n), solution, image, variant, scene,
+                      facts=facts)
     choices = sorted(present)
     rng.shuffle(choices)
     best = max(present, key=present.get)
     letter = _letter_of(choices, best)
     solution = f"I see {_join(seen)}. The {best} appears most often, which is option {letter}. So the answer is {letter}."
-    return _Draft("Which shape appears most often?", letter, solution, image, variant, scene, choices)
+    return _Draft("Which shape appears most often?", letter, solution, image, variant, scene, choices, seen)
 
 
 def _color_sum(rng: random.Random, level: int, size: int) -> _Draft:
@@ -275,14 +287,21 @@ def _color_sum(rng: random.Random, level: int, size: int) -> _Draft:
     def listing(color: str) -> list[int]:
         return [item["value"] for item in numbers if item["color"] == color]
 
+    def numbers_fact(color: str) -> str:
+        values = listing(color)
+        if len(values) == 1:
+            return f"the only {color} number is {values[0]}"
+        return f"the {color} numbers are {_join([str(v) for v in values])}"
+
     if variant == "sum":
         target, values = colors[0], listing(colors[0])
         total = sum(values)
-        if len(values) == 1:
-            steps = f"The only {target} number is {total}."
-        else:
-            steps = f"The {target} numbers are {_join([str(v) for v in values])}. Adding them gives {' + '.join(map(str, values))} = {total}."
-        return _Draft(f"What is the sum of the {target} numbers?", str(total), f"{steps} So the answer is {total}.", image, variant, scene)
+        facts = [f"{len(values)} {target} {_plural('number', len(values))}", numbers_fact(target)]
+        steps = f"I see {facts[0]}. {facts[1][0].upper()}{facts[1][1:]}."
+        if len(values) > 1:
+            steps += f" Adding them gives {' + '.join(map(str, values))} = {total}."
+        return _Draft(f"What is the sum of the {target} numbers?", str(total), f"{steps} So the answer is {total}.",
+                      image, variant, scene, facts=facts)
     choices = [c for c in COLORS if c in sums]
     rng.shuffle(choices)
     parts = []
@@ -292,11 +311,13 @@ def _color_sum(rng: random.Random, level: int, size: int) -> _Draft:
         parts.append(f"{color} {expr}")
     best = max(sums, key=sums.get)
     letter = _letter_of(choices, best)
+    facts = [numbers_fact(color) for color in choices]
+    seen = "; ".join(facts)
     solution = (
-        f"The sums by color are {_join(parts)}. The largest sum is {sums[best]}, for {best}, which is option {letter}. "
-        f"So the answer is {letter}."
+        f"{seen[0].upper()}{seen[1:]}. The sums by color are {_join(parts)}. The largest sum is {sums[best]}, for "
+        f"{best}, which is option {letter}. So the answer is {letter}."
     )
-    return _Draft("Which color's numbers have the largest sum?", letter, solution, image, variant, scene, choices)
+    return _Draft("Which color's numbers have the largest sum?", letter, solution, image, variant, scene, choices, facts)
 
 
 def _bar_chart(rng: random.Random, level: int, size: int) -> _Draft:
@@ -330,13 +351,15 @@ def _bar_chart(rng: random.Random, level: int, size: int) -> _Draft:
         bars.append({"label": label, "value": value, "color": color, "box": box})
     draw.line([(left, base), (right, base)], fill=(0, 0, 0), width=max(1, round(s)))
     draw.line([(left, top_y), (left, base)], fill=(0, 0, 0), width=max(1, round(s)))
-    readings = f"The bars read {_join([f'{b} = {v}' for b, v in zip(labels, values)])} on the scale."
+    facts = [f"{b} = {v}" for b, v in zip(labels, values)]
+    readings = f"The bars read {_join(facts)} on the scale."
     scene = {"bars": bars, "scale_max": top}
     if variant == "value":
         i = rng.randrange(n_bars)
         scene["ask"] = [labels[i]]
         solution = f"{readings} Bar {labels[i]} reaches {values[i]}. So the answer is {values[i]}."
-        return _Draft(f"What is the value of bar {labels[i]}?", str(values[i]), solution, image, variant, scene)
+        return _Draft(f"What is the value of bar {labels[i]}?", str(values[i]), solution, image, variant, scene,
+                      facts=facts)
     if variant == "difference":
         i, j = rng.sample([k for k in range(n_bars)], 2)
         while values[i] == values[j]:
@@ -350,7 +373,7 @@ def _bar_chart(rng: random.Random, level: int, size: int) -> _Draft:
             f"{values[i]} - {values[j]} = {diff}. So the answer is {diff}."
         )
         question = f"How much taller is bar {labels[i]} than bar {labels[j]}?"
-        return _Draft(question, str(diff), solution, image, variant, scene)
+        return _Draft(question, str(diff), solution, image, variant, scene, facts=facts)
     tallest = rng.random() < 0.5 or not _unique_max({b: -v for b, v in zip(labels, values)})
     word = "tallest" if tallest else "shortest"
     pick = max if tallest else min
@@ -359,7 +382,8 @@ def _bar_chart(rng: random.Random, level: int, size: int) -> _Draft:
     choices = [f"bar {b}" for b in labels]
     letter = labels[best]
     solution = f"{readings} The {word} is bar {letter} with {values[best]}, which is option {letter}. So the answer is {letter}."
-    return _Draft(f"Which bar is the {word}?", letter, solution, image, "tallest" if tallest else "shortest", scene, choices)
+    return _Draft(f"Which bar is the {word}?", letter, solution, image, "tallest" if tallest else "shortest", scene, choices,
+                  facts)
 
 
 def _compare_lengths(rng: random.Random, level: int, size: int) -> _Draft:
@@ -399,16 +423,14 @@ def _compare_lengths(rng: random.Random, level: int, size: int) -> _Draft:
             lines.append(entry)
     scene = {"lines": lines, "reference": reference}
     if variant == "count_longer":
-        longer = [ln["color"] for ln in lines if ln["length"] > ref]
-        shorter = [ln["color"] for ln in lines if ln["length"] < ref]
-        n = len(longer)
-        if not longer:
-            seen = "None of the colored lines is longer than the gray line."
-        else:
-            seen = f"The {_join(longer)} {_plural('line', n)} {'is' if n == 1 else 'are'} longer than the gray line"
-            seen += f"; the {_join(shorter)} {_plural('line', len(shorter))} {'is' if len(shorter) == 1 else 'are'} shorter." if shorter else "."
-        solution = f"{seen}{f' That makes {n}.' if n else ''} So the answer is {n}."
-        return _Draft("How many colored lines are longer than the gray line?", str(n), solution, image, variant, scene)
+        n = sum(ln["length"] > ref for ln in lines)
+        # one fact per line, in drawing order (top to bottom)
+        facts = [f"the {ln['color']} line is {'longer' if ln['length'] > ref else 'shorter'} than the gray line"
+                 for ln in lines]
+        seen = "; ".join(facts)
+        solution = f"{seen[0].upper()}{seen[1:]}.{f' That makes {n}.' if n else ''} So the answer is {n}."
+        return _Draft("How many colored lines are longer than the gray line?", str(n), solution, image, variant, scene,
+                      facts=facts)
     pick = max if variant == "longest" else min
     best = pick(lines, key=lambda ln: ln["length"])["color"]
     choices = list(colors)
@@ -416,11 +438,12 @@ def _compare_lengths(rng: random.Random, level: int, size: int) -> _Draft:
     letter = _letter_of(choices, best)
     others = [c for c in colors if c != best]
     relation = "shorter" if variant == "longest" else "longer"
+    facts = [f"the {best} line is the {variant}",
+             f"the {_join(others)} {_plural('line', len(others))} {'is' if len(others) == 1 else 'are'} {relation}"]
     solution = (
-        f"Comparing the lines, the {best} line is the {variant}; the {_join(others)} {_plural('line', len(others))} "
-        f"{'is' if len(others) == 1 else 'are'} {relation}. The {best} line is option {letter}. So the answer is {letter}."
+        f"Comparing the lines, {facts[0]}; {facts[1]}. The {best} line is option {letter}. So the answer is {letter}."
     )
-    return _Draft(f"Which line is the {variant}?", letter, solution, image, variant, scene, choices)
+    return _Draft(f"Which line is the {variant}?", letter, solution, image, variant, scene, choices, facts)
 
 
 def _shape_color(rng: random.Random, level: int, size: int) -> _Draft:
@@ -439,10 +462,10 @@ def _shape_color(rng: random.Random, level: int, size: int) -> _Draft:
     choices = colors[:n_choices]
     rng.shuffle(choices)
     letter = _letter_of(choices, colors[0])
-    seen = _join([f"{_article(o['color'])} {o['color']} {o['shape']}" for o in objects])
-    solution = f"The image shows {seen}. The {target} is {colors[0]}, which is option {letter}. So the answer is {letter}."
+    facts = [f"{_article(o['color'])} {o['color']} {o['shape']}" for o in objects]
+    solution = f"The image shows {_join(facts)}. The {target} is {colors[0]}, which is option {letter}. So the answer is {letter}."
     scene = {"objects": objects, "target": target}
-    return _Draft(f"What color is the {target}?", letter, solution, image, "color_of", scene, choices)
+    return _Draft(f"What color is the {target}?", letter, solution, image, "color_of", scene, choices, facts)
 
 
 # ---- level 0: large, bold objects ------------------------------------------------------------------------------------
@@ -457,9 +480,11 @@ def _count_big_shapes(rng: random.Random, size: int) -> _Draft:
     for box in boxes:
         _draw_shape(draw, shape, box, COLORS[color])
         objects.append({"shape": shape, "color": color, "box": box})
-    solution = f"I see {n} {color} {_plural(shape, n)}. So the answer is {n}."
+    # Level 0 keeps the demo's short solutions (its tiny model writes them within its length budget): one fact.
+    facts = [f"{n} {color} {_plural(shape, n)}"]
+    solution = f"I see {facts[0]}. So the answer is {n}."
     scene = {"objects": objects, "target": shape}
-    return _Draft(f"How many {shape}s are there in the image?", str(n), solution, image, "count", scene)
+    return _Draft(f"How many {shape}s are there in the image?", str(n), solution, image, "count", scene, facts=facts)
 
 
 def _compare_two_bars(rng: random.Random, size: int) -> _Draft:
@@ -477,10 +502,11 @@ def _compare_two_bars(rng: random.Random, size: int) -> _Draft:
         lines.append({"color": color, "length": length, "start": [x0, y], "end": [x0 + length, y]})
     best = max(lines, key=lambda ln: ln["length"])["color"]
     other = next(c for c in colors if c != best)
+    facts = [f"the {best} line is longer than the {other} line"]
     solution = f"The {best} line is longer than the {other} line. So the answer is {best}."
     scene = {"lines": lines, "reference": None}
     # Free-form on purpose: listed options would let a tiny model guess from the text instead of looking.
-    return _Draft("What color is the longest line?", best, solution, image, "longest", scene)
+    return _Draft("What color is the longest line?", best, solution, image, "longest", scene, facts=facts)
 
 
 def _one_shape_color(rng: random.Random, size: int) -> _Draft:
@@ -488,9 +514,10 @@ def _one_shape_color(rng: random.Random, size: int) -> _Draft:
     box = _grid_boxes(rng, 1, 1, size, 0.7)[0]
     image, draw = _canvas(size)
     _draw_shape(draw, shape, box, COLORS[color])
-    solution = f"The image shows {_article(color)} {color} {shape}. So the answer is {color}."
+    facts = [f"{_article(color)} {color} {shape}"]
+    solution = f"The image shows {facts[0]}. So the answer is {color}."
     scene = {"objects": [{"shape": shape, "color": color, "box": box}], "target": shape}
-    return _Draft(f"What color is the {shape}?", color, solution, image, "color_of", scene)
+    return _Draft(f"What color is the {shape}?", color, solution, image, "color_of", scene, facts=facts)
 
 
 _BUILDERS = {

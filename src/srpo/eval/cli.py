@@ -93,8 +93,13 @@ def score_cmd(
 @eval_tools.command("compare")
 def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Run folders written by `srpo eval`."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.md and compare.png."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.md, compare.json (the runs and the "
+                                       "paired statistics) and compare.png."),
 ):
-    """Put several evaluation runs side by side (score, reflection metrics, breakdowns)."""
+    """Put several evaluation runs side by side (score, reflection metrics, breakdowns), each run paired with the
+    first over the items both scored: both right, only A, only B, both wrong, the exact McNemar p-value and a
+    bootstrap 95% interval of the accuracy difference."""
 
     typer.echo(compare_runs(runs, out))
+    if out is not None:
+        typer.echo(f"files: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")

@@ -8,6 +8,7 @@ reflection metrics, and write the run folder:
     scores.json          shaped like the official score file, plus a "scoring" block (mode, scorer options, judge)
     metrics.json         score + reflection metrics (first/final accuracy, transitions, reflection rate, lengths)
     report.md, plots/    tables and one bar chart per breakdown category
+    view.html            the reflection explorer: every item's image, attempts and reflection, with filters
 
 The final answer is what is scored (docs/method.md#evaluation). Official mode hands the scorer the whole response (each protocol
 extracts the last answer). srpo_compat extracts the FIRST <answer> block, so it gets the response from the last
@@ -40,6 +41,7 @@ from srpo.eval.benchmarks import MODES, Benchmark, ScoreResult, benchmark_module
 from srpo.eval.judge import JudgeConfig
 from srpo.eval.metrics import ScoredItem, reflection_metrics, scored_item
 from srpo.eval.report import write_report
+from srpo.eval.view import write_view
 from srpo.files import atomic_write_json, atomic_write_text, check_output_dir
 from srpo.format import parse_response
 from srpo.models import is_local_path, token_counter
@@ -281,6 +283,7 @@ def write_run(out: Path, bench: Benchmark, cfg: EvalConfig, run: dict, result: S
     atomic_write_json(out / "metrics.json", metrics)
     run = {**run, "scoring": scoring, "timings": timings, "outputs": outputs.name}
     atomic_write_json(out / "run.json", run)
+    write_view([out], out / "view.html", bench=bench)  # before report.md, which links it
     write_report(out, run, result, metrics)
     return metrics
 

@@ -1,5 +1,5 @@
 """Evaluation reports: report.md with tables and one PNG bar chart per breakdown category; `compare_runs` puts
-several run folders side by side."""
+several run folders side by side, with paired statistics of each run against the first."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from srpo.errors import InvalidValue, MissingPath
-from srpo.files import atomic_write_text, check_output_dir, replace_dir, safe_stem, save_figure
+from srpo.eval.paired import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, paired_summary
+from srpo.files import atomic_write_json, atomic_write_text, check_output_dir, replace_dir, safe_stem, save_figure
 
 MAX_BARS = 40  # categories with more values show the 40 largest in the chart (the table has all)
 REQUIRED_METRICS = ("mode", "n_scored", "score", "first_accuracy", "final_accuracy", "reflection_rate",
@@ -74,6 +75,8 @@ def write_report(out: Path, run: dict, result, metrics: dict) -> Path:
         f"- prompt: {gen['prompt']}; greedy; max new tokens {gen['max_new_tokens']}",
         f"- scoring: mode **{sc['mode']}**, scorer {sc['scorer']}, options {json.dumps(sc['options'])}, "
         f"judge {judged}; the final answer is scored",
+        *(["- explorer: [view.html](view.html), every item's image, first attempt, reflection and final answer"]
+          if (out / "view.html").is_file() else []),
         "",
         "## Score",
         "",
@@ -137,13 +140,71 @@ def load_run(run_dir: str | Path) -> dict:
     return {"dir": d, "run": run, "metrics": metrics}
 
 
+def load_verdicts(run_dir: str | Path) -> dict[str, bool]:
+    """Item id -> the scorer's verdict on the final answer, from a run folder's items.jsonl."""
+    path = Path(run_dir) / "items.jsonl"
+    if not path.is_file():
+        raise MissingPath(f"{path} is missing, so the run's per-item verdicts are unknown; rerun its `srpo eval` "
+                          f"command with --out {path.parent} to write it (saved replies are kept)")
+    verdicts = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            verdicts[str(row["id"])] = bool(row["correct"])
+        except (json.JSONDecodeError, TypeError, KeyError):
+            raise InvalidValue(f"{path}:{number}: not an item line with `id` and `correct`; rerun its `srpo eval` "
+                               f"command with --out {path.parent} to write it again") from None
+    return verdicts
+
+
+def paired_rows(names: list[str], runs: list[dict]) -> list[dict]:
+    """Paired statistics of each run (B) against the first (A) over the items both scored
+    (docs/method.md#paired-statistics); runs of another benchmark or split than the first are not paired."""
+    first = runs[0]["run"]["generation"]
+    a = load_verdicts(runs[0]["dir"])
+    rows = []
+    for name, run in zip(names[1:], runs[1:]):
+        gen = run["run"]["generation"]
+        if (gen["benchmark"], gen["split"]) != (first["benchmark"], first["split"]):
+            rows.append({"a": names[0], "b": name, "paired": False,
+                         "reason": f"{gen['benchmark']} {gen['split']} vs {first['benchmark']} {first['split']}"})
+            continue
+        rows.append({"a": names[0], "b": name, "paired": True, **paired_summary(a, load_verdicts(run["dir"]))})
+    return rows
+
+
+def paired_table(rows: list[dict]) -> str:
+    """The paired rows as a Markdown table: counts, accuracies over the common items, A - B in points with its 95%
+    interval, the McNemar p-value, and the items only one run scored (left out)."""
+    header = ["A", "B", "common", "both right", "only A", "only B", "both wrong", "A acc %", "B acc %",
+              "A - B points [95% CI]", "McNemar p", "only in A", "only in B"]
+    cells = []
+    for r in rows:
+        if not r["paired"]:
+            cells.append([r["a"], r["b"], f"not paired: {r['reason']}", *["-"] * (len(header) - 3)])
+            continue
+        ci = r["difference_ci95"]
+        diff = f"{100 * r['difference']:+.1f}" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+        cells.append([r["a"], r["b"], r["n_common"], r["both_right"], r["only_a"], r["only_b"], r["both_wrong"],
+                      f"{100 * r['accuracy_a']:.1f}", f"{100 * r['accuracy_b']:.1f}", diff, f"{r['mcnemar_p']:.3g}",
+                      r["only_in_a"], r["only_in_b"]])
+    return markdown_table(header, cells)
+
+
+PAIRED_NOTE = ("Over the items both runs scored (items only one scored are counted and left out): the exact McNemar "
+               "p-value of the only-A vs only-B counts, and a paired bootstrap 95% interval of A - B "
+               f"({BOOTSTRAP_DRAWS:,} draws, seed {BOOTSTRAP_SEED}).")
+
+
 def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> str:
-    """Markdown with the runs side by side (score, reflection metrics, shared breakdown categories); with `out`
-    (a folder) also compare.md and compare.png there."""
+    """Markdown with the runs side by side (score, reflection metrics, paired statistics of each run against the
+    first, shared breakdown categories); with `out` (a folder) also compare.md, compare.json (the runs and the
+    paired statistics) and compare.png there."""
     if out is not None:
         check_output_dir(out, "--out")
     runs = [load_run(d) for d in run_dirs]
     names = _unique_names(runs)
+    paired = paired_rows(names, runs) if len(runs) > 1 else []
     overview = [[name, f"`{g['model']}`", g["benchmark"], g["split"], m["mode"], m["n_scored"], f"{m['score']:.2f}",
                  f"{100 * m['first_accuracy']:.1f}", f"{100 * m['final_accuracy']:.1f}",
                  f"{100 * m['reflection_rate']:.1f}"]
@@ -152,6 +213,8 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> s
              markdown_table(["run", "model", "benchmark", "split", "mode", "n", "score %", "first acc %", "final acc %",
                              "reflect %"], overview),
              "", "## Reflection metrics", "", reflection_table({n: r["metrics"] for n, r in zip(names, runs)})]
+    if paired:
+        lines += ["", f"## Paired: each run against {names[0]}", "", PAIRED_NOTE, "", paired_table(paired)]
     benchmarks = {r["run"]["generation"]["benchmark"] for r in runs}
     if len(benchmarks) == 1:
         cats = [c for c in runs[0]["metrics"].get("breakdown", {})
@@ -166,6 +229,12 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> s
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         _plot_compare(names, runs, out / "compare.png")
+        atomic_write_json(out / "compare.json", {
+            "runs": [{"name": n, "dir": str(r["dir"]), "benchmark": r["run"]["generation"]["benchmark"],
+                      "split": r["run"]["generation"]["split"], "mode": r["metrics"]["mode"],
+                      "n_scored": r["metrics"]["n_scored"], "score": r["metrics"]["score"]}
+                     for n, r in zip(names, runs)],
+            "paired": paired})
         atomic_write_text(out / "compare.md", text + "\n![runs](compare.png)\n")
     return text
 

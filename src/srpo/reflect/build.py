@@ -303,7 +303,7 @@ def reflect_candidates(cfg: ReflectConfig, teacher, candidates, out: Path) -> di
     return result
 
 
-def _usage(records: dict[str, dict], price_in: float, price_out: float) -> dict[str, Any]:
+def usage_summary(records: dict[str, dict], price_in: float, price_out: float) -> dict[str, Any]:
     prompt = sum(int((r.get("usage") or {}).get("prompt_tokens") or 0) for r in records.values())
     completion = sum(int((r.get("usage") or {}).get("completion_tokens") or 0) for r in records.values())
     failed = Counter(_reason_kind(r.get("reason", "")) for r in records.values() if r.get("status", "ok") != "ok")
@@ -333,7 +333,7 @@ def _public_config(cfg: ReflectConfig) -> dict[str, Any]:
     return data
 
 
-def _digest(text: str) -> str:
+def text_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -341,7 +341,7 @@ def store_settings(cfg: ReflectConfig) -> dict[str, dict[str, Any]]:
     """What the items of each store depend on, by store file (no teacher store for a non-endpoint teacher)."""
     settings: dict[str, dict[str, Any]] = {ATTEMPTS_FILE: {
         "policy": redact_url(cfg.policy),
-        "system_prompt": _digest(system_prompt(cfg.system_prompt)) if cfg.system_prompt else None,
+        "system_prompt": text_digest(system_prompt(cfg.system_prompt)) if cfg.system_prompt else None,
         "attempt_temperature": cfg.attempt_temperature,
         "attempt_max_new_tokens": cfg.attempt_max_new_tokens,
     }}
@@ -355,7 +355,7 @@ def store_settings(cfg: ReflectConfig) -> dict[str, dict[str, Any]]:
         settings[REFLECTIONS_FILE] = {
             "teacher": redact_url(cfg.teacher),
             "teacher_model": cfg.teacher_model,
-            "teacher_prompt": _digest(load_teacher_template(cfg.teacher_prompt)),
+            "teacher_prompt": text_digest(load_teacher_template(cfg.teacher_prompt)),
             "teacher_temperature": cfg.teacher_temperature,
             "teacher_max_tokens": cfg.teacher_max_tokens,
             "teacher_json_mode": cfg.teacher_json_mode,
@@ -367,6 +367,11 @@ def store_settings(cfg: ReflectConfig) -> dict[str, dict[str, Any]]:
 
 def check_settings(cfg: ReflectConfig, out: Path) -> None:
     """Stop before a store gets items made with other settings than those it holds; then record this run's."""
+    check_store_settings(store_settings(cfg), out)
+
+
+def check_store_settings(current: dict[str, dict[str, Any]], out: Path) -> None:
+    """`check_settings` for any command's stores: `current` is what each store file's items depend on."""
     path = out / SETTINGS_FILE
     saved: Any = {}
     if path.exists():
@@ -377,7 +382,6 @@ def check_settings(cfg: ReflectConfig, out: Path) -> None:
         if not isinstance(saved, dict):
             raise InvalidValue(f"{path}: not a JSON object of settings (edited or damaged); delete it to keep the "
                                "stored items as they are")
-    current = store_settings(cfg)
     for name, settings in current.items():
         old = saved.get(name)
         if old is None or not (out / name).exists():
@@ -402,15 +406,23 @@ def load_reflect_problems(cfg: ReflectConfig, teacher: Teacher) -> list[Problem]
         refused = reject_images(((p.id, p.images) for p in problems), load_processor(cfg.policy), source=cfg.problems,
                                 skip_bad=cfg.skip_bad, report=report)
         problems = [p for p in problems if p.id not in refused]
-    if not problems:
-        raise InvalidValue(f"{cfg.problems}: holds no usable problems ({report.summary()}); pass a file with at least one")
-    if isinstance(teacher, OracleTeacher):
-        unsolved = [p.id for p in problems if not p.solution]
-        if unsolved:
-            raise InvalidValue(f"{cfg.problems}: the oracle teacher writes reflections from worked solutions, but "
-                               f"{len(unsolved)} problem(s) have no 'solution' (e.g. {', '.join(map(repr, unsolved[:5]))}); "
-                               "add solutions, or use an endpoint teacher (--teacher URL)")
+    solutions_used_by = "the oracle teacher writes reflections" if isinstance(teacher, OracleTeacher) else None
+    check_usable_problems(problems, cfg.problems, report, solutions_used_by=solutions_used_by,
+                          instead="use an endpoint teacher (--teacher URL)")
     return problems
+
+
+def check_usable_problems(problems: list[Problem], source: str, report: LoadReport, *,
+                          solutions_used_by: str | None = None, instead: str = "") -> None:
+    """Refuses, before any model loads or request, a run with no problem left after loading, or one whose
+    `solutions_used_by` (e.g. "the oracle teacher writes reflections") meets problems without a worked solution;
+    `instead` is the other way to run ("use an endpoint teacher (--teacher URL)")."""
+    if not problems:
+        raise InvalidValue(f"{source}: holds no usable problems ({report.summary()}); pass a file with at least one")
+    unsolved = [p.id for p in problems if not p.solution] if solutions_used_by else []
+    if unsolved:
+        raise InvalidValue(f"{source}: {solutions_used_by} from worked solutions, but {len(unsolved)} problem(s) have "
+                           f"no 'solution' (e.g. {', '.join(map(repr, unsolved[:5]))}); add solutions, or {instead}")
 
 
 def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
@@ -449,9 +461,9 @@ def run_reflect(cfg: ReflectConfig, teacher: Teacher | None = None) -> Path:
     }
     usage: dict[str, Any] = {}
     if is_url(cfg.policy):
-        usage["policy"] = _usage(attempt_records, cfg.policy_price_input, cfg.policy_price_output)
+        usage["policy"] = usage_summary(attempt_records, cfg.policy_price_input, cfg.policy_price_output)
     if teacher_records is not None:
-        usage["teacher"] = _usage(teacher_records, cfg.teacher_price_input, cfg.teacher_price_output)
+        usage["teacher"] = usage_summary(teacher_records, cfg.teacher_price_input, cfg.teacher_price_output)
     if usage:
         summary["usage"] = usage
         summary["estimated_cost_usd"] = round(sum(u["estimated_cost_usd"] for u in usage.values()), 6)

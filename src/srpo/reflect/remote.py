@@ -11,8 +11,6 @@ import hashlib
 import json
 import logging
 import re
-import string
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 from srpo.config import ReflectConfig
@@ -25,56 +23,41 @@ from srpo.endpoint import (
     redact_url,
     run_concurrently,
 )
-from srpo.errors import InvalidValue, MissingPath
-from srpo.prompts import TEACHER_PROMPT_TEMPLATE, system_prompt
+from srpo.prompts import (
+    TEACHER_PROMPT_TEMPLATE,
+    check_prompt_template,
+    read_prompt_template,
+    system_prompt,
+    template_placeholders,
+)
 from srpo.reflect.teachers import Attempt, Reflection
 from srpo.store import AsyncAppender, JsonlStore
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = {"question", "reasoning", "predicted_answer", "reference_answer", "response"}
-ATTEMPT_FIELDS = {"reasoning", "response", "predicted_answer"}
+# What the teacher must see (docs/method.md#prompts): the question, the reference answer and some of the attempt.
+TEACHER_REQUIRED = ("question", "reference_answer", ("reasoning", "response", "predicted_answer"))
 
 
 def load_teacher_template(path: str | None) -> str:
-    """The teacher prompt template: the built-in one (docs/method.md#prompts) or a file; only known {placeholders} allowed."""
-    if not path:
-        return TEACHER_PROMPT_TEMPLATE
-    file = Path(path)
-    if not file.is_file():
-        what = "is a folder" if file.is_dir() else "not found"
-        raise MissingPath(f"teacher_prompt: template file {file} {what}; pass a text file with the teacher prompt, "
-                          "or leave teacher_prompt unset for the built-in one")
-    try:
-        template = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InvalidValue(f"teacher_prompt: {file} is not UTF-8 text; save it as UTF-8") from None
-    except OSError as exc:
-        raise InvalidValue(f"teacher_prompt: {file} cannot be read ({exc.strerror}); check its permissions") from None
-    check_template(template, f"teacher_prompt {file}")
+    """The teacher prompt template: the built-in one (docs/method.md#prompts) or a file, checked by `check_template`."""
+    template = read_prompt_template(path, "teacher_prompt", TEACHER_PROMPT_TEMPLATE, TEMPLATE_FIELDS,
+                                    TEACHER_REQUIRED, "the teacher")
+    _warn_if_answer_only(template, f"teacher_prompt {path}")
     return template
 
 
-def check_template(template: str, where: str = "teacher prompt") -> None:
-    """Known placeholders only, and the ones docs/method.md#prompts needs: the question, the attempt and the reference answer."""
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise InvalidValue(f"{where}: not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
-    unknown = {n for n in names if n not in TEMPLATE_FIELDS}
-    if unknown:
-        raise InvalidValue(f"{where}: unknown placeholder(s) {sorted(unknown)}; use {sorted(TEMPLATE_FIELDS)}")
-    missing = [f"{{{name}}}" for name in ("question", "reference_answer") if name not in names]
-    if not names & ATTEMPT_FIELDS:
-        missing.append("the attempt ({reasoning}, {response} or {predicted_answer})")
-    if missing:
-        raise InvalidValue(f"{where}: lacks {', '.join(missing)}; the teacher must see the question, the attempt and "
-                           "the reference answer (docs/method.md#prompts)")
-    try:
-        template.format(**{name: "" for name in TEMPLATE_FIELDS})
-    except (ValueError, IndexError) as exc:  # e.g. a format spec such as {question:d}
-        raise InvalidValue(f"{where}: cannot be filled in ({exc}); use plain placeholders such as {{question}}") from None
-    if not names & {"reasoning", "response"}:
+def check_template(template: str, where: str = "teacher_prompt") -> None:
+    """Known placeholders only, and the ones docs/method.md#prompts needs: the question, the attempt and the
+    reference answer."""
+    check_prompt_template(template, where, TEMPLATE_FIELDS, TEACHER_REQUIRED, "the teacher")
+    _warn_if_answer_only(template, where)
+
+
+def _warn_if_answer_only(template: str, where: str) -> None:
+    # Allowed (a cheaper prompt), but the reflection then cannot point at steps of the reasoning.
+    if not template_placeholders(template, where) & {"reasoning", "response"}:
         logger.warning("%s: the template has no {reasoning} or {response}: the teacher sees only the attempt's answer",
                        where)
 
@@ -85,7 +68,18 @@ def attempt_key(response: str) -> str:
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def fenced_json_values(text: str) -> list[Any]:
+    """The JSON values of `text` as a whole and of each ``` code block in it, those that parse, in that order."""
+    values: list[Any] = []
+    for candidate in [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]:
+        try:
+            values.append(json.loads(candidate))
+        except ValueError:
+            continue
+    return values
 
 
 def parse_reflection(content: str | None) -> str:
@@ -98,13 +92,8 @@ def parse_reflection(content: str | None) -> str:
     text = (content or "").strip()
     if not text:
         raise MalformedReply("empty reply")
-    text = _THINK.sub("", text).strip()
-    found: list[Any] = []
-    for candidate in [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]:
-        try:
-            found.append(json.loads(candidate))
-        except ValueError:
-            continue
+    text = THINK_BLOCK.sub("", text).strip()
+    found = fenced_json_values(text)
     if not any(isinstance(obj, dict) and "reflection" in obj for obj in found):
         decoder = json.JSONDecoder()
         for match in re.finditer(r"\{", text):
@@ -130,7 +119,7 @@ def parse_reflection(content: str | None) -> str:
     return value.strip()
 
 
-def _endpoint(cfg: ReflectConfig, url: str, model: str, api_key_env: str | None) -> ChatEndpoint:
+def make_endpoint(cfg: ReflectConfig, url: str, model: str, api_key_env: str | None) -> ChatEndpoint:
     retry = RetryPolicy(max_retries=cfg.max_retries, malformed_retries=cfg.malformed_retries,
                         backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max)
     return ChatEndpoint(url, model, api_key_env=api_key_env, concurrency=cfg.concurrency,
@@ -145,7 +134,7 @@ class EndpointTeacher:
     def __init__(self, cfg: ReflectConfig) -> None:
         self.cfg = cfg
         self.template = load_teacher_template(cfg.teacher_prompt)
-        self.endpoint = _endpoint(cfg, cfg.teacher, cfg.teacher_model, cfg.teacher_api_key_env)
+        self.endpoint = make_endpoint(cfg, cfg.teacher, cfg.teacher_model, cfg.teacher_api_key_env)
 
     @property
     def name(self) -> str:
@@ -205,19 +194,19 @@ async def _policy_attempt(endpoint: ChatEndpoint, cfg: ReflectConfig, problem: P
 
 def generate_attempts_endpoint(cfg: ReflectConfig, todo: Sequence[Problem], store: JsonlStore) -> None:
     """Policy attempts for `todo` from the chat endpoint at `cfg.policy`, each stored durably as it finishes."""
-    endpoint = _endpoint(cfg, cfg.policy, cfg.policy_model, cfg.policy_api_key_env)
-    _run_into_store(endpoint, todo, lambda problem: _policy_attempt(endpoint, cfg, problem), store, cfg.concurrency,
+    endpoint = make_endpoint(cfg, cfg.policy, cfg.policy_model, cfg.policy_api_key_env)
+    run_into_store(endpoint, todo, lambda problem: _policy_attempt(endpoint, cfg, problem), store, cfg.concurrency,
                     desc="policy attempts", progress=cfg.progress)
 
 
 def reflect_with_store(teacher: EndpointTeacher, items: Sequence[tuple[Problem, Attempt]], store: JsonlStore,
                        concurrency: int, progress: bool = True) -> None:
     """Teacher replies for `items` (already filtered to what is missing), each stored durably as it finishes."""
-    _run_into_store(teacher.endpoint, items, lambda item: teacher.areflect(*item), store, concurrency,
+    run_into_store(teacher.endpoint, items, lambda item: teacher.areflect(*item), store, concurrency,
                     desc="teacher reflections", progress=progress)
 
 
-def _run_into_store(endpoint: ChatEndpoint, items: Sequence[Any], work: Callable[[Any], Awaitable[dict[str, Any]]],
+def run_into_store(endpoint: ChatEndpoint, items: Sequence[Any], work: Callable[[Any], Awaitable[dict[str, Any]]],
                     store: JsonlStore, concurrency: int, *, desc: str, progress: bool) -> None:
     """`work(item)` -> a record for each item, every record durable (group-committed) before it counts."""
     appender = AsyncAppender(store)
@@ -241,6 +230,8 @@ __all__ = [
     "check_template",
     "generate_attempts_endpoint",
     "load_teacher_template",
+    "make_endpoint",
     "parse_reflection",
     "reflect_with_store",
+    "run_into_store",
 ]
