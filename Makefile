@@ -19,7 +19,7 @@ demo: install
 	$(VENV)/bin/srpo demo
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 clean:
 	rm -rf runs .pytest_cache

@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from srpo.eval.paired import mcnemar_exact_p
 from srpo.rewards import TRANSITIONS
@@ -32,14 +34,30 @@ def test_quick_demo_writes_metrics_report_and_plots(tmp_path):
                          "report.md"):
             assert (out / "eval" / name / run_file).is_file(), (name, run_file)
         assert stage["n"] == stage["n_scored"] == 60 and stage["correct"] == round(60 * stage["final_accuracy"])
+    # the paired tests of stage 2 against stage 1 on the same items, first and final answers
+    for answer in ("first", "final"):
+        paired = metrics["paired"]["stage1_vs_stage2"][answer]
+        assert paired["n_common"] == 60 and paired["mcnemar_p"] == mcnemar_exact_p(paired["only_a"], paired["only_b"])
+        assert paired["accuracy_b"] == metrics["stages"]["stage2"][f"{answer}_accuracy"]
+        low, high = metrics["stages"]["stage2"]["intervals95"][f"{answer}_accuracy"]
+        assert low <= paired["accuracy_b"] <= high
+    length = metrics["length_term"]["stage2"]
+    assert length["steps"] == 6 and 0 <= length["f_len_mean"] <= 1 and length["f_len_group_std"] is not None
     for term in PAPER_TERMS:
         assert f"rewards/{term}/mean" in metrics["logged_reward_terms"]
     for transition in TRANSITIONS:
         assert f"transitions/{transition}" in metrics["logged_reward_terms"]
     for plot in ("reward_terms", "accuracy_per_stage", "transitions", "transitions_over_steps"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 5000
+    # stage 2 changed the policy: other weights, and other answers on the held-out problems
+    stage1, stage2 = (load_file(out / name / "final" / "model.safetensors") for name in ("stage1", "stage2"))
+    assert any(not torch.equal(tensor, stage2[key]) for key, tensor in stage1.items())
+    responses = {name: [json.loads(line)["response"] for line in (out / "eval" / name / "items.jsonl").read_text()
+                        .splitlines()] for name in ("stage1", "stage2")}
+    assert responses["stage1"] != responses["stage2"]
     report = (out / "report.md").read_text()
     assert "| stage2 |" in report and "plots/reward_terms.png" in report
+    assert "| stage1 -> stage2 | first |" in report and "| stage1 -> stage2 | final |" in report
     assert "stage 2 vs base" in result.stdout  # the one-screen summary
 
     # the rerun adds --compare: finished stages are kept, only the compared methods are trained (from the same stage-1

@@ -17,12 +17,14 @@ from pathlib import Path
 from srpo.config import ReflectConfig, SRPOGRPOConfig, SRPOSFTConfig, option
 from srpo.data import load_problems, problems_to_dataset, write_synthetic
 from srpo.eval.driver import EvalConfig, run_eval
+from srpo.eval.paired import paired_summary, wilson_interval
 from srpo.eval.report import PAIRED_NOTE, load_run, paired_rows, paired_table, reflection_table
 from srpo.eval.view import write_view
 from srpo.errors import InvalidValue
 from srpo.format import render_response
 from srpo.models import TinyModelSpec, build_tiny_model
 from srpo.reflect.build import run_reflect
+from srpo.rewards import TRANSITIONS
 from srpo.report import plot_accuracy_per_stage, plot_transitions
 from srpo.train.callbacks import load_log_history, plot_training, reward_history
 from srpo.train.rl import run_rl
@@ -196,8 +198,18 @@ def run_demo(cfg: DemoConfig) -> dict:
     # explorer pages (docs/view.md): each eval folder has its own; these show what a stage fixed and broke
     views = {f"stage1_vs_{name}": write_view([out / "eval" / "stage1", out / "eval" / name],
                                              out / "views" / f"stage1_vs_{name}.html") for name in rl_runs}
+    verdicts = {name: _verdicts(out / "eval" / name) for name in models}
+    for name, stage in stages.items():
+        stage["intervals95"] = _intervals(verdicts[name])
+    # docs/method.md#paired-statistics: what stage 2 changed over stage 1, and each method against SRPO
+    pairs = [("stage1", name) for name in rl_runs] + [("stage2", name) for name in compared]
+    paired_answers = {f"{a}_vs_{b}": {answer: paired_summary({i: v[answer] for i, v in verdicts[a].items()},
+                                                             {i: v[answer] for i, v in verdicts[b].items()})
+                                      for answer in ("first", "final")} for a, b in pairs}
     metrics = {
         "stages": stages,
+        "paired": paired_answers,
+        "length_term": {name: _length_term_statistics(log) for name, log in logs.items()},
         "gain_stage2_over_base_points": round(100 * (stages["stage2"]["final_accuracy"] - stages["base"]["final_accuracy"]), 1),
         "paired_vs_stage2": paired,
         "views": {name: str(path.relative_to(out)) for name, path in views.items()},
@@ -213,6 +225,33 @@ def run_demo(cfg: DemoConfig) -> dict:
     print(f"\nstage 2 vs base: {metrics['gain_stage2_over_base_points']:+.1f} points (final-answer accuracy)")
     print(f"files: {out}/metrics.json, {out}/report.md, {plots}/*.png")
     return metrics
+
+
+def _verdicts(eval_dir: Path) -> dict[str, dict]:
+    """Item id -> first / final answer right and the transition, from an eval folder's items.jsonl."""
+    rows = map(json.loads, (eval_dir / "items.jsonl").read_text().splitlines())
+    return {row["id"]: {"first": bool(row["first_correct"]), "final": bool(row["final_correct"]),
+                        "transition": row["transition"]} for row in rows}
+
+
+def _intervals(verdicts: dict[str, dict]) -> dict[str, list[float]]:
+    """Wilson 95% intervals of first / final accuracy and of the four transition rates (fractions of all items)."""
+    n = len(verdicts)
+    counts = {"first_accuracy": sum(v["first"] for v in verdicts.values()),
+              "final_accuracy": sum(v["final"] for v in verdicts.values())}
+    counts |= {t: sum(v["transition"] == t for v in verdicts.values()) for t in TRANSITIONS}
+    return {name: list(wilson_interval(count, n)) for name, count in counts.items()}
+
+
+def _length_term_statistics(log: list[dict]) -> dict[str, float | None]:
+    """f_len over training (logged per step by the reward): its mean and within-group spread, first and last step."""
+    steps = [h for h in log if "length/f_len_mean" in h]
+    if not steps:
+        return {"steps": 0}
+    spread = [h["length/f_len_group_std"] for h in steps if "length/f_len_group_std" in h]
+    return {"steps": len(steps), "f_len_mean": sum(h["length/f_len_mean"] for h in steps) / len(steps),
+            "f_len_mean_first": steps[0]["length/f_len_mean"], "f_len_mean_last": steps[-1]["length/f_len_mean"],
+            "f_len_group_std": sum(spread) / len(spread) if spread else None}
 
 
 def _sft_config(cfg, model, dataset, output_dir, steps, lr, *, system_prompt, freeze_vision) -> SRPOSFTConfig:
@@ -238,6 +277,21 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> SRPOGRPOConfig:
         system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
         judge="oracle" if "perception" in preset else "",
     )
+
+
+def _paired_answers_section(paired: dict) -> str:
+    """First and final answers of each pair of runs on the same held-out items: accuracies, the difference with its
+    bootstrap 95% interval, and the exact McNemar p-value (docs/method.md#paired-statistics)."""
+    rows = []
+    for pair, answers in paired.items():
+        a, b = pair.split("_vs_")
+        for answer, r in answers.items():
+            low, high = r["difference_ci95"] or (float("nan"), float("nan"))
+            rows.append(f"| {a} -> {b} | {answer} | {100 * r['accuracy_a']:.1f} | {100 * r['accuracy_b']:.1f} | "
+                        f"{-100 * r['difference']:+.1f} [{-100 * high:+.1f}, {-100 * low:+.1f}] | "
+                        f"{r['only_a']} / {r['only_b']} | {r['mcnemar_p']:.3g} |")
+    return ("| runs A -> B | answer | A % | B % | B - A, points [95% CI] | only A / only B right | McNemar p |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def _paired_section(rows: list[dict]) -> str:
@@ -267,6 +321,10 @@ reflections), stage 2 (SRPO GRPO, `paper` reward){_compared_methods(cfg)}.
 
 Stage 2 vs base: **{metrics['gain_stage2_over_base_points']:+.1f} points** of final-answer accuracy.
 Transition rates are fractions of all held-out problems; they sum to the reflection rate.
+
+## What each stage-2 method changed, item by item
+
+{_paired_answers_section(metrics['paired'])}
 {_paired_section(metrics['paired_vs_stage2'])}
 ![accuracy](plots/accuracy_per_stage.png)
 ![transitions](plots/transitions.png)
