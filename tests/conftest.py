@@ -2,10 +2,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from srpo.data import generate_problems, load_problems, problems_to_dataset, save_problems
 from srpo.eval.benchmarks import DATA_ENV
 from srpo.models import build_tiny_model
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one test process per core (pytest-xdist):
+    os.environ["OMP_NUM_THREADS"] = "1"  # one thread each, in the subprocesses tests start too
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
