@@ -124,12 +124,6 @@ class _Judge:
                 scores.append(perception_score(marks, len(key[0])))
         return JudgedBatch(scores, [None if key is None else known[key] for key in keys], health)
 
-    def _cached(self, key: tuple) -> list[int] | None:
-        marks = self._cache.get(key)
-        if marks is not None:
-            self._cache.move_to_end(key)
-        return marks
-
     async def _ask(self, key: tuple) -> tuple[list[int] | None, float]:
         started = time.perf_counter()
         try:
