@@ -393,7 +393,34 @@ def batch_arithmetic(cfg, processes: int) -> dict[str, Any]:
 
 
 @dataclass
-class ReflectConfig:
+class EndpointRunFields:
+    """How `srpo reflect` and `srpo annotate` talk to their endpoints and keep their stores (srpo.endpoint, srpo.store)."""
+
+    concurrency: int = option(32, "Requests in flight per endpoint.")
+    request_timeout: float = option(300.0, "Seconds per request.")
+    max_retries: int = option(8, "Retries per item on 429 / 5xx / timeouts / dropped connections (exponential "
+                              "backoff with jitter, Retry-After honoured).")
+    backoff_base: float = option(1.0, "Seconds; retry k waits min(backoff_max, backoff_base * 2**k) * U(0.5, 1).")
+    backoff_max: float = option(60.0, "Longest wait between retries, in seconds.")
+    abort_after_failures: int = option(50, "Stop after this many items in a row fail (0 = never).")
+    retry_failed: bool = option(False, "On resume, request again the items recorded as failed.")
+    fsync: bool = option(True, "fsync the stores after each group of finished items.")
+    progress: bool = option(True, "Progress bars (rate, ETA).")
+
+    def _endpoint_rules(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("concurrency", self.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
+            ("max_retries", self.max_retries >= 0, "must be 0 or more"),
+            ("abort_after_failures", self.abort_after_failures >= 0, "must be 0 (never stop) or more"),
+            ("request_timeout", self.request_timeout > 0, "must be a positive number of seconds"),
+            ("backoff_base", self.backoff_base >= 0, "must be 0 or more seconds"),
+            ("backoff_max", self.backoff_max >= self.backoff_base,
+             f"must be at least backoff_base = {self.backoff_base!r}; raise it or lower backoff_base"),
+        ]
+
+
+@dataclass
+class ReflectConfig(EndpointRunFields):
     """Stage 1 data (docs/method.md#reflection-data): policy attempts, teacher reflections, filters."""
 
     problems: str = option("", "Problems file or folder, or a Hugging Face dataset id with a split (NAME@SPLIT).")
@@ -436,18 +463,8 @@ class ReflectConfig:
                                                    "{reasoning_effort: high}.")
     policy_extra_body: dict | str | None = option(None, "Extra request fields for the policy endpoint.")
     image_max_pixels: int | None = option(None, "Downscale images sent to endpoints to at most this many pixels.")
-    concurrency: int = option(32, "Requests in flight per endpoint.")
-    request_timeout: float = option(300.0, "Seconds per request.")
-    max_retries: int = option(8, "Retries per item on 429 / 5xx / timeouts / dropped connections (exponential "
-                              "backoff with jitter, Retry-After honoured).")
     malformed_retries: int = option(2, "Re-requests of a malformed teacher reply before the item is recorded as "
                                     "failed.")
-    backoff_base: float = option(1.0, "Seconds; retry k waits min(backoff_max, backoff_base * 2**k) * U(0.5, 1).")
-    backoff_max: float = option(60.0, "Longest wait between retries, in seconds.")
-    abort_after_failures: int = option(50, "Stop after this many items in a row fail (0 = never).")
-    retry_failed: bool = option(False, "On resume, request again the items recorded as failed.")
-    fsync: bool = option(True, "fsync the stores after each group of finished items.")
-    progress: bool = option(True, "Progress bars (rate, ETA).")
     teacher_price_input: float = option(0.0, "USD per 1M teacher prompt tokens, for the cost in summary.json.")
     teacher_price_output: float = option(0.0, "USD per 1M teacher completion tokens.")
     policy_price_input: float = option(0.0, "USD per 1M policy prompt tokens.")
@@ -474,14 +491,8 @@ class ReflectConfig:
             ("limit", positive_or_null(self.limit), "must be at least 1 (use the first N problems), or null for all"),
             ("max_examples", positive_or_null(self.max_examples), "must be at least 1, or null for no cap"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
-            ("concurrency", self.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
-            ("max_retries", self.max_retries >= 0, "must be 0 or more"),
+            *self._endpoint_rules(),
             ("malformed_retries", self.malformed_retries >= 0, "must be 0 or more"),
-            ("abort_after_failures", self.abort_after_failures >= 0, "must be 0 (never stop) or more"),
-            ("request_timeout", self.request_timeout > 0, "must be a positive number of seconds"),
-            ("backoff_base", self.backoff_base >= 0, "must be 0 or more seconds"),
-            ("backoff_max", self.backoff_max >= self.backoff_base,
-             f"must be at least backoff_base = {self.backoff_base!r}; raise it or lower backoff_base"),
             ("attempt_temperature", self.attempt_temperature >= 0, "must be 0 (greedy) or more"),
             ("teacher_temperature", self.teacher_temperature is None or self.teacher_temperature >= 0,
              "must be 0 or more, or null for the server's default"),
@@ -508,7 +519,7 @@ ANNOTATE_SOURCES = ("solution", "cot")  # srpo annotate: facts from the worked s
 
 
 @dataclass
-class AnnotateConfig:
+class AnnotateConfig(EndpointRunFields):
     """Visual facts for a problem file (docs/method.md#perception), through an OpenAI-compatible endpoint."""
 
     problems: str = option("", "Problems file or folder, or a Hugging Face dataset id with a split (NAME@SPLIT).")
@@ -545,17 +556,7 @@ class AnnotateConfig:
     verify_cot: bool = option(True, "source cot: keep only CoTs whose final answer verifies against the problem's "
                               "answer (the paper's filter); a problem whose CoT fails gets no facts.")
     image_max_pixels: int | None = option(None, "Downscale images sent to the CoT server to at most this many pixels.")
-    concurrency: int = option(32, "Requests in flight per endpoint.")
-    request_timeout: float = option(300.0, "Seconds per request.")
-    max_retries: int = option(8, "Retries per item on 429 / 5xx / timeouts / dropped connections (exponential "
-                              "backoff with jitter, Retry-After honoured).")
     malformed_retries: int = option(2, "Re-requests of an unparsable reply before the item is recorded as failed.")
-    backoff_base: float = option(1.0, "Seconds; retry k waits min(backoff_max, backoff_base * 2**k) * U(0.5, 1).")
-    backoff_max: float = option(60.0, "Longest wait between retries, in seconds.")
-    abort_after_failures: int = option(50, "Stop after this many items in a row fail (0 = never).")
-    retry_failed: bool = option(False, "On resume, request again the items recorded as failed.")
-    fsync: bool = option(True, "fsync the stores after each group of finished items.")
-    progress: bool = option(True, "Progress bars (rate, ETA).")
     price_input: float = option(0.0, "USD per 1M prompt tokens of the extraction server, for the cost in "
                                 "summary.json.")
     price_output: float = option(0.0, "USD per 1M completion tokens of the extraction server.")
@@ -571,14 +572,8 @@ class AnnotateConfig:
         rules = [
             ("source", self.source in ANNOTATE_SOURCES, f"must be one of {ANNOTATE_SOURCES}"),
             ("limit", self.limit is None or self.limit >= 1, "must be at least 1, or null for all"),
-            ("concurrency", self.concurrency >= 1, "must be at least 1 (requests in flight per endpoint)"),
-            ("max_retries", self.max_retries >= 0, "must be 0 or more"),
+            *self._endpoint_rules(),
             ("malformed_retries", self.malformed_retries >= 0, "must be 0 or more"),
-            ("abort_after_failures", self.abort_after_failures >= 0, "must be 0 (never stop) or more"),
-            ("request_timeout", self.request_timeout > 0, "must be a positive number of seconds"),
-            ("backoff_base", self.backoff_base >= 0, "must be 0 or more seconds"),
-            ("backoff_max", self.backoff_max >= self.backoff_base,
-             f"must be at least backoff_base = {self.backoff_base!r}; raise it or lower backoff_base"),
             *((key, getattr(self, key) is None or getattr(self, key) >= 0, "must be 0 or more, or null for the "
                "server's default") for key in ("temperature", "cot_temperature")),
             *((key, getattr(self, key) is None or getattr(self, key) >= 1, "must be at least 1, or null")
