@@ -27,12 +27,15 @@ def test_yaml_then_flags_with_any_trl_key(tmp_path):
                     "logging_first_step: true\nlr_scheduler_kwargs: {min_lr_rate: 0.2}\nreport_to: []\n")
     cfg = parse_config(SRPOGRPOConfig, ["--config", str(path), "--num_generations", "16", "--learning-rate=3e-6",
                                         "--use_peft", "--group_accuracy_filter", "0.1", "0.9", "--max_grad_norm", "0.5",
-                                        "--no_freeze_vision"])
+                                        "--no_freeze_vision", "--length_targets", "3", "3.5"])
     assert cfg.model_name_or_path == "/m" and cfg.preset == "reference"
     assert cfg.num_generations == 16  # the flag wins over the file
     assert cfg.learning_rate == pytest.approx(3e-6)
     assert cfg.use_peft is True and cfg.freeze_vision is False
     assert cfg.group_accuracy_filter == [0.1, 0.9]
+    assert cfg.length_targets == [3.0, 3.5]
+    with pytest.raises(ConfigError, match=r"length_targets: \[3.5, 3.0\] must be two numbers.*0 < T_target < T_max"):
+        parse_config(SRPOGRPOConfig, [*REQUIRED, "--length_targets", "3.5", "3"])
     assert cfg.max_grad_norm == 0.5 and cfg.logging_first_step is True  # TRL keys, straight from TRL
     assert cfg.lr_scheduler_kwargs == {"min_lr_rate": 0.2}
     assert cfg.reward_weights == [1.0, 1.0, 1.0, 0.0]  # the reference preset's terms, then the filter's column
@@ -45,7 +48,7 @@ def test_paper_defaults_replace_trls():
     assert cfg.lr_scheduler_type.value == "cosine_with_min_lr" and cfg.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert cfg.gradient_accumulation_steps == 128 // 8  # optimizer_batch_size / per-device batch (one process)
     assert cfg.generation_batch_size == 128 * 8 and cfg.steps_per_generation == 1024 // 8  # 8 updates per generation
-    assert cfg.adam_beta2 == 0.95
+    assert cfg.adam_beta2 == 0.95 and cfg.length_targets == [2.0, 2.5]
     assert parse_config(SRPOGRPOConfig, [*REQUIRED, "--lr_scheduler_type", "constant"]).lr_scheduler_kwargs in ({}, None)
     sft = parse_config(SRPOSFTConfig, REQUIRED)
     assert sft.completion_only_loss and not sft.remove_unused_columns

@@ -69,7 +69,7 @@ def test_quick_demo_writes_metrics_report_and_plots(tmp_path):
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert rerun.stdout.count("already done") >= 6  # finished stages are kept, not redone
     metrics = json.loads((out / "metrics.json").read_text())
-    methods = ["grpo", "perception", "srpo_perception"]
+    methods = ["grpo", "reference", "perception", "srpo_perception"]
     assert set(metrics["stages"]) == {"base", "stage1", "stage2", *methods}
     for name in methods:  # all from the stage-1 model
         assert yaml.safe_load((out / name / "config.yaml").read_text())["model_name_or_path"] == str(out / "stage1" / "final")

@@ -475,3 +475,18 @@ def test_length_term_spread_within_groups_is_logged():
     accuracy(completions=texts, answer=["3"] * 4, log_metric=metrics.__setitem__)
     assert metrics["length/f_len_mean"] == pytest.approx(sum(f_len) / 4)
     assert metrics["length/f_len_group_std"] == pytest.approx(abs(f_len[0] - f_len[1]) / 2 / 2)  # (std 1 + 0) / 2
+
+
+def test_length_targets_move_where_f_len_peaks():
+    """T_target and T_max in multiples of T0 (docs/method.md#demo-findings): f_len is 1 at the target, e^-1 at T_max,
+    and the paper's (2.0, 2.5) is the default."""
+    assert length_factor(30, 10) == length_factor(30, 10, (2.0, 2.5)) == pytest.approx(math.exp(-4))
+    assert length_factor(35, 10, (3.5, 4.0)) == pytest.approx(1.0)
+    assert length_factor(40, 10, (3.5, 4.0)) == pytest.approx(math.exp(-1))
+    text = five(WRONG, RIGHT)
+    paper = score_response(text, GOLD, preset="paper")
+    moved = score_response(text, GOLD, preset="paper", length_targets=(3.0, 3.5))
+    parsed_t0 = default_token_count("We add 2 and 3 to get the total.") + default_token_count(WRONG)
+    assert moved.length == pytest.approx(ALPHA * length_factor(default_token_count(text), parsed_t0, (3.0, 3.5)))
+    assert moved.length != pytest.approx(paper.length)
+    assert moved.total - paper.total == pytest.approx(moved.length - paper.length)

@@ -30,7 +30,7 @@ from trl import GRPOConfig, SFTConfig, TrlParser
 from srpo.errors import UserError
 from srpo.prompts import SYSTEM_PROMPTS
 from srpo.perception_judge import DEFAULT_CONCURRENCY, FAILURE_POLICIES, build_judge
-from srpo.rewards import PERCEPTION_PRESETS, PERCEPTION_WEIGHT, PRESETS, reward_weights
+from srpo.rewards import LENGTH_TARGETS, PERCEPTION_PRESETS, PERCEPTION_WEIGHT, PRESETS, reward_weights
 
 T = TypeVar("T")
 
@@ -292,11 +292,15 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
                                 "in judge/failures either way.")
     perception_weight: float = option(PERCEPTION_WEIGHT, "Weight of r_v in the perception presets (Perception-R1: "
                                       "0.7).")
+    length_targets: list[float] = option(list(LENGTH_TARGETS), "T_target and T_max of the length term in multiples "
+                                         "of T0, the first attempt's length (paper: 2.0 and 2.5; "
+                                         "docs/method.md#demo-findings says why the demo moves them).")
 
     def __post_init__(self):
         self._check_stage_fields()
         _one_of(self, "preset", PRESETS)
         self._check_judge()
+        self._check_length_targets()
         if self.num_generations is None or self.num_generations < 2:
             raise ConfigError(f"num_generations: {self.num_generations} must be at least 2 (GRPO's advantage "
                               "compares the completions of one prompt with each other)")
@@ -333,6 +337,14 @@ class SRPOGRPOConfig(TrainingStageFields, GRPOConfig):
             self.vllm_max_model_length = self.max_prompt_length + self.max_completion_length
         self._resolve_defaults()
         super().__post_init__()
+
+    def _check_length_targets(self) -> None:
+        targets = self.length_targets
+        if not (isinstance(targets, (list, tuple)) and len(targets) == 2
+                and all(isinstance(t, (int, float)) for t in targets) and 0 < targets[0] < targets[1]):
+            raise ConfigError(f"length_targets: {targets!r} must be two numbers, T_target and T_max in multiples of "
+                              "T0, with 0 < T_target < T_max (the paper: [2.0, 2.5])")
+        self.length_targets = [float(t) for t in targets]
 
     def _check_judge(self) -> None:
         """The judge keys, checked at parse time: a perception preset without a judge, a bad URL, an unset key

@@ -32,9 +32,10 @@ from srpo.train.sft import run_sft
 
 
 # --compare: run name -> reward preset (docs/method.md#rewards, #perception)
-COMPARE_METHODS = {"grpo": "grpo", "perception": "perception", "srpo_perception": "srpo+perception"}
-METHOD_TITLES = {"paper": "SRPO GRPO", "grpo": "plain GRPO", "perception": "Perception-R1 GRPO",
-                 "srpo+perception": "SRPO+Perception GRPO"}
+COMPARE_METHODS = {"grpo": "grpo", "reference": "reference", "perception": "perception",
+                   "srpo_perception": "srpo+perception"}
+METHOD_TITLES = {"paper": "SRPO GRPO", "grpo": "plain GRPO", "reference": "SRPO GRPO (released reward)",
+                 "perception": "Perception-R1 GRPO", "srpo+perception": "SRPO+Perception GRPO"}
 
 QUICK = {
     "n_train": 600,
@@ -58,7 +59,7 @@ class DemoConfig:
                                         "the perception presets' judge is the oracle (exact synthetic visual facts).")
     quick: bool = option(False, f"Smaller run (about 3 minutes on 2 CPU cores): {QUICK}.")
     n_train: int = option(3000, "Synthetic training problems.")
-    n_test: int = option(200, "Held-out problems.")
+    n_test: int = option(1000, "Held-out problems (1,000: a 3-point paired difference is measurable).")
     families: list[str] = option(["shape_color", "count_shapes", "compare_lengths"], "Synthetic task families a "
                                  "tiny vision tower trained from scratch learns in minutes on a CPU (level 0).")
     difficulty: list[int] = option([0], "Synthetic difficulty levels.")
@@ -73,18 +74,28 @@ class DemoConfig:
     pretrain_steps: int = option(200, "Steps of the weak base solver's pre-training.")
     pretrain_lr: float = option(1e-3, "Its learning rate.")
     reflect_problems: int = option(1200, "Reflection SFT rows.")
-    sft_steps: int = option(300, "Stage-1 SFT steps.")
+    sft_steps: int = option(600, "Stage-1 SFT steps (600: the second answer learns to see; the first stays weak).")
     sft_lr: float = option(1e-3, "Stage-1 learning rate.")
-    rl_steps: int = option(30, "Stage-2 GRPO steps.")
-    rl_lr: float = option(2e-5, "Stage-2 learning rate.")
-    prompts_per_step: int = option(16, "GRPO prompts per generation batch, trained in one optimizer update.")
+    rl_steps: int = option(30, "Stage-2 GRPO generation batches, each trained in updates_per_generation optimizer "
+                           "updates.")
+    rl_lr: float = option(1e-4, "Stage-2 learning rate.")
+    prompts_per_step: int = option(16, "GRPO prompts per generation batch.")
+    updates_per_generation: int = option(4, "Optimizer updates per generation batch (the paper makes 8 of 1,024 "
+                                         "samples): 4 moved the first answer twice as far as 1 at about the same "
+                                         "cost (docs/method.md#demo-findings).")
     num_generations: int = option(8, "GRPO group size.")
     max_completion_length: int = option(128, "GRPO completion length.")
+    length_targets: list[float] = option([4.0, 5.0], "T_target and T_max of the length term in multiples of T0 (paper "
+                                         "2.0 and 2.5): the demo's five-block tags and one-sentence reflection "
+                                         "already make 3 T0 (docs/method.md#demo-findings).")
     batch_size: int = option(16, "Batch size of SFT, generation and evaluation.")
     eval_max_new_tokens: int = option(128, "Generation length of attempts and evaluation.")
 
 
 def check_demo_config(cfg: DemoConfig) -> None:
+    if cfg.updates_per_generation < 1 or (cfg.prompts_per_step * cfg.num_generations) % cfg.updates_per_generation:
+        raise InvalidValue(f"updates_per_generation: {cfg.updates_per_generation} must be at least 1 and divide "
+                           f"prompts_per_step x num_generations = {cfg.prompts_per_step * cfg.num_generations}")
     unknown = [name for name in cfg.compare_methods if name not in COMPARE_METHODS]
     if unknown:
         raise InvalidValue(f"compare_methods: unknown {unknown}; choose from {list(COMPARE_METHODS)}")
@@ -264,18 +275,19 @@ def _sft_config(cfg, model, dataset, output_dir, steps, lr, *, system_prompt, fr
 
 
 def _rl_config(cfg, model, data_dir, output_dir, preset) -> SRPOGRPOConfig:
+    update = cfg.prompts_per_step * cfg.num_generations // cfg.updates_per_generation  # sequences per update
+    steps = cfg.rl_steps * cfg.updates_per_generation  # TRL counts optimizer updates
     return SRPOGRPOConfig(
         model_name_or_path=str(model), dataset=str(data_dir / "train.jsonl"), output_dir=str(output_dir),
         preset=preset,
         num_generations=cfg.num_generations, prompts_per_generation=cfg.prompts_per_step,
-        optimizer_batch_size=cfg.prompts_per_step * cfg.num_generations,  # one update per generation batch
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations, temperature=1.0,
+        optimizer_batch_size=update, per_device_train_batch_size=update, temperature=1.0,
         adam_beta2=0.999,  # the demo's tuned setting (the paper's 0.95 is for real runs)
-        learning_rate=cfg.rl_lr, max_steps=cfg.rl_steps, max_completion_length=cfg.max_completion_length,
-        max_prompt_length=1024, logging_steps=1, save_steps=max(cfg.rl_steps // 2, 1), report_to=[],
+        learning_rate=cfg.rl_lr, max_steps=steps, max_completion_length=cfg.max_completion_length,
+        max_prompt_length=1024, logging_steps=1, save_steps=max(steps // 2, 1), report_to=[],
         seed=cfg.seed, lr_scheduler_type="constant", warmup_steps=0,
         system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
-        judge="oracle" if "perception" in preset else "",
+        judge="oracle" if "perception" in preset else "", length_targets=cfg.length_targets,
     )
 
 

@@ -97,6 +97,7 @@ PRESET_TERMS: dict[str, tuple[str, ...]] = {
 TRANSITIONS = ("wrong_to_right", "right_to_right", "right_to_wrong", "wrong_to_wrong")
 
 ALPHA = 0.1  # docs/method.md#rewards: alpha = 0.1 (both presets weight f_len by 0.1)
+LENGTH_TARGETS = (2.0, 2.5)  # docs/method.md#rewards: T_target = 2 T0, T_max = 2.5 T0
 
 # docs/method.md#rewards paper preset
 _PAPER_FORMAT = 0.5
@@ -152,13 +153,14 @@ def default_token_count(text: str) -> int:
     return sum(1 for _ in _TOKEN_RE.finditer(text))
 
 
-def length_factor(length: float, t0: float) -> float:
+def length_factor(length: float, t0: float, targets: tuple[float, float] = LENGTH_TARGETS) -> float:
     """f_len of docs/method.md#rewards for a response of ``length`` tokens and a first attempt of ``t0`` tokens; 0 when
-    ``t0 <= 0`` (documented guard against the division by zero). 1 at L == 2*T0, e^-1 at L == 2.5*T0."""
+    ``t0 <= 0`` (documented guard against the division by zero). ``targets``: T_target and T_max in multiples of T0
+    (the paper's 2.0 and 2.5: 1 at L == 2*T0, e^-1 at L == 2.5*T0)."""
     if not t0 or t0 <= 0:
         return 0.0
-    t_target = 2.0 * t0
-    t_max = 2.5 * t0
+    t_target = targets[0] * t0
+    t_max = targets[1] * t0
     return math.exp(-((abs(length - t_target) / (t_max - t_target)) ** 2))
 
 
@@ -211,12 +213,13 @@ def _transition(first: bool, final: bool) -> str:
     return ("right" if first else "wrong") + "_to_" + ("right" if final else "wrong")
 
 
-def _length_term(text: str, parsed: ParsedResponse, token_count: Callable[[str], int]) -> float:
+def _length_term(text: str, parsed: ParsedResponse, token_count: Callable[[str], int],
+                 targets: tuple[float, float]) -> float:
     """alpha * f_len (docs/method.md#rewards). T0 from the first think and first answer, L over the whole response."""
     t0 = token_count(parsed.first_think or "") + token_count(parsed.first_answer or "")
     if t0 <= 0:
         return 0.0  # T0 == 0: length term 0 (documented guard)
-    return ALPHA * length_factor(token_count(text), t0)
+    return ALPHA * length_factor(token_count(text), t0, targets)
 
 
 def score_response(
@@ -228,6 +231,7 @@ def score_response(
     choices: Sequence[str] | None = None,
     visual_score: float | None = None,
     perception_weight: float = PERCEPTION_WEIGHT,
+    length_targets: tuple[float, float] = LENGTH_TARGETS,
 ) -> RewardBreakdown:
     """Score one response against the reference answer ``solution`` with ``preset`` (docs/method.md#rewards).
 
@@ -235,12 +239,14 @@ def score_response(
     options of a multiple-choice problem (their text also counts as a correct answer). Answers are checked with
     :func:`srpo.answers.is_correct`; the ``reference`` preset is the released reward function, quirks included
     (:mod:`srpo.reference_reward`; it ignores ``choices``, as the released code has none). ``visual_score`` is r_v
-    from a judge (the perception presets; None: no r_v). Raises ``ValueError`` for an unknown preset; never raises
+    from a judge (the perception presets; None: no r_v). ``length_targets``: T_target and T_max of the paper
+    presets' length term in multiples of T0 (the ``reference`` preset keeps the released code's). Raises ``ValueError`` for an unknown preset; never raises
     on any response string (non-str responses score as ``""``).
     """
     _check_preset(preset)
     text = response if isinstance(response, str) else ""
-    base = _score_base(text, as_text(solution), preset, token_count or default_token_count, as_choices(choices))
+    base = _score_base(text, as_text(solution), preset, token_count or default_token_count, as_choices(choices),
+                       tuple(length_targets))
     if preset not in PERCEPTION_PRESETS:
         return base
     # docs/method.md#perception: the judge's r_v, weighted, and the repetition penalty; a missing r_v adds nothing.
@@ -251,7 +257,7 @@ def score_response(
 
 
 def _score_base(text: str, gold: str, preset: str, tc: Callable[[str], int],
-                ch: Sequence[str] | None) -> RewardBreakdown:
+                ch: Sequence[str] | None, length_targets: tuple[float, float]) -> RewardBreakdown:
     """The terms that need no judge."""
     if preset == "reference":
         # docs/method.md#rewards reference preset: the released reward function, its quirks listed there.
@@ -274,7 +280,7 @@ def _score_base(text: str, gold: str, preset: str, tc: Callable[[str], int],
         # I_eff whenever there are 2+ answer blocks (first vs last); a single answer (no reflection): 0.
         eff = _PAPER_I_EFF[transition] if transition is not None else 0.0
         ref = _PAPER_I_REF if has_wellformed_reflection(text) else 0.0
-        length = _length_term(text, parsed, tc)
+        length = _length_term(text, parsed, tc, length_targets)
         total = fmt + acc + eff + ref + length  # PRESET_TERMS["paper"] order
         return RewardBreakdown(fmt, acc, eff, ref, length, total, first_correct, final_correct, n)
 
@@ -345,9 +351,11 @@ class _BatchScorer:
     """Scores a batch once and shares the breakdowns between the term functions of one preset (TRL calls each
     reward function with the same batch in turn)."""
 
-    def __init__(self, preset: str, token_count: Callable[[str], int] | None) -> None:
+    def __init__(self, preset: str, token_count: Callable[[str], int] | None,
+                 length_targets: tuple[float, float]) -> None:
         self.preset = preset
         self.token_count = token_count
+        self.length_targets = length_targets
         self._lock = threading.Lock()
         self._key: tuple | None = None
         self._value = _ScoredBatch([], CheckerProblems())
@@ -372,7 +380,8 @@ class _BatchScorer:
                 return self._value
         before = checker_problems()
         breakdowns = [
-            score_response(t, g, preset=self.preset, token_count=self.token_count, choices=c)
+            score_response(t, g, preset=self.preset, token_count=self.token_count, choices=c,
+                           length_targets=self.length_targets)
             for t, g, c in zip(texts, gold_s, choice_t)
         ]
         value = _ScoredBatch(breakdowns, checker_problems() - before)
@@ -465,7 +474,8 @@ def _make_perception_function(judge: Any, weight: float) -> Callable[..., Any]:
 
 def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | None = None, *,
                      final_correct_column: bool = False, judge: Any = None,
-                     perception_weight: float = PERCEPTION_WEIGHT, group_size: int | None = None) -> list[Callable]:
+                     perception_weight: float = PERCEPTION_WEIGHT, group_size: int | None = None,
+                     length_targets: tuple[float, float] = LENGTH_TARGETS) -> list[Callable]:
     """TRL reward functions, one per term of ``preset`` in ``PRESET_TERMS[preset]`` order, named
     ``<term>_reward`` so TRL logs each separately (docs/method.md#rewards "Reward terms are logged separately"). Each returns
     the term's weighted contribution, so with :func:`reward_weights` (all 1.0) TRL's weighted sum equals
@@ -475,7 +485,7 @@ def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | 
     ``verify_timeouts``) through TRL's ``log_metric``. With ``final_correct_column``, one more function last:
     final-answer correctness (1.0 or 0.0) from the same scoring pass, for a weight-0 column the group filter reads.
     With a length term it also logs ``length/f_len_mean`` and, given ``group_size`` (GRPO's num_generations),
-    ``length/f_len_group_std``.
+    ``length/f_len_group_std``; ``length_targets`` as in :func:`score_response`.
 
     The perception presets need ``judge`` (srpo.perception_judge): ``perception_reward`` is async and reads the
     dataset column ``visual_facts``; it logs ``judge/requests``, ``judge/failures``, ``judge/retries``,
@@ -484,7 +494,7 @@ def reward_functions(preset: str = "paper", token_count: Callable[[str], int] | 
     if preset in PERCEPTION_PRESETS and judge is None:
         raise InvalidValue(f"preset: {preset!r} needs a judge of visual facts; set judge: oracle (synthetic "
                            "problems) or the URL of an OpenAI-compatible server")
-    scorer = _BatchScorer(preset, token_count)
+    scorer = _BatchScorer(preset, token_count, tuple(length_targets))
     functions = [_make_perception_function(judge, perception_weight) if term == "perception"
                  else _make_term_function(scorer, term, logs_metrics=(term == "accuracy"), group_size=group_size)
                  for term in PRESET_TERMS[preset]]

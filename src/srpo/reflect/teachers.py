@@ -44,29 +44,21 @@ _FACT = re.compile(r"-?\d+(?:\.\d+)?|[A-Za-z]{4,}")
 
 
 class OracleTeacher:
-    """Reflections from a worked solution: confirms and streamlines a right attempt, finds the mistake in a wrong one."""
+    """Short reflections from a worked solution: confirm a right attempt, name the mistake in a wrong one.
+
+    Short, so a response (attempt, reflection, corrected think and answer) stays near the length term's target
+    (docs/method.md#demo-findings): the corrected reasoning goes in the second think, not in the reflection."""
 
     name = "oracle"
 
     def reflect(self, problem: Problem, attempt: Attempt) -> Reflection:
         if not problem.solution:
             raise InvalidValue(f"problem {problem.id}: the oracle teacher needs a worked solution (field 'solution')")
-        steps = _without_conclusion(problem.solution)
         if attempt.correct:
-            text = (
-                "My reasoning reaches the right result, but it can be stated more directly. "
-                f"The essential steps are: {steps}"
-            )
+            text = "My reasoning reaches the right result."
         else:
-            text = f"My first answer does not hold up. {_locate_mistake(attempt.reasoning, problem.solution)} {steps}"
+            text = f"My first answer does not hold up. {_locate_mistake(attempt.reasoning, problem.solution)}"
         return Reflection(text=text.strip(), revised_reasoning=problem.solution.strip())
-
-
-def _without_conclusion(solution: str) -> str:
-    """The worked steps without the closing 'So the answer is X.' sentence, so the reflection does not just state it."""
-    sentences = re.split(r"(?<=[.!?])\s+", solution.strip())
-    kept = [s for s in sentences if not re.match(r"(so|therefore|hence),? the (final )?answer", s, re.IGNORECASE)]
-    return " ".join(kept or sentences[:-1] or sentences)
 
 
 def _locate_mistake(reasoning: str, solution: str) -> str:

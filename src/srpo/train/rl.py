@@ -164,7 +164,7 @@ def build_rl_trainer(cfg: SRPOGRPOConfig) -> SRPOGRPOTrainer:
         reward_funcs=reward_functions(cfg.preset, token_count=token_count,
                                       final_correct_column=cfg.group_accuracy_filter is not None,
                                       judge=judge_from_config(cfg), perception_weight=cfg.perception_weight,
-                                      group_size=cfg.num_generations),
+                                      group_size=cfg.num_generations, length_targets=tuple(cfg.length_targets)),
         args=cfg,
         train_dataset=train_dataset,
         processing_class=processor,
