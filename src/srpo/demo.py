@@ -34,7 +34,7 @@ from srpo.train.sft import run_sft
 # --compare: run name -> reward preset (docs/method.md#rewards, #perception)
 COMPARE_METHODS = {"grpo": "grpo", "reference": "reference", "perception": "perception",
                    "srpo_perception": "srpo+perception"}
-METHOD_TITLES = {"paper": "SRPO GRPO", "grpo": "plain GRPO", "reference": "SRPO GRPO (released reward)",
+METHOD_TITLES = {"paper": "SRPO GRPO", "grpo": "plain GRPO", "reference": "SRPO GRPO, released code's",
                  "perception": "Perception-R1 GRPO", "srpo+perception": "SRPO+Perception GRPO"}
 
 QUICK = {
@@ -348,6 +348,9 @@ Transition rates are fractions of all held-out problems; they sum to the reflect
 
 Logged per step: {', '.join(metrics['logged_reward_terms'])}.
 
+Length term f_len (1 at T_target = {cfg.length_targets[0]:g} T0, e^-1 at T_max = {cfg.length_targets[1]:g} T0; \
+docs/method.md#demo-findings), over training: {_length_line(metrics['length_term'])}.
+
 ## Response shape
 
 `{example}`
@@ -359,6 +362,12 @@ method item by item (what RL fixed and broke): {', '.join(f"[{name}]({path})" fo
 
 Timings (s): {json.dumps(metrics['timings_s'])}
 """
+
+
+def _length_line(length_term: dict) -> str:
+    runs = [f"{name} mean {v['f_len_mean']:.2f}, within-group spread {v['f_len_group_std']:.2f}"
+            for name, v in length_term.items() if v.get("steps") and v.get("f_len_group_std") is not None]
+    return "; ".join(runs) or "no run with a length term"
 
 
 def _compared_methods(cfg: DemoConfig) -> str:
