@@ -43,7 +43,9 @@ def test_quick_demo_writes_metrics_report_and_plots(tmp_path):
         low, high = metrics["stages"]["stage2"]["intervals95"][f"{answer}_accuracy"]
         assert low <= paired["accuracy_b"] <= high
     length = metrics["length_term"]["stage2"]
-    assert length["steps"] == 6 and 0 <= length["f_len_mean"] <= 1 and length["f_len_group_std"] is not None
+    assert length["steps"] == 6 and 0 <= length["f_len_mean"] <= 1
+    # the demo's length_targets reach the reward: at the paper's 2 / 2.5 T0 f_len is about 0 for every response
+    assert length["f_len_mean"] > 0.1 and length["f_len_group_std"] > 0.05
     for term in PAPER_TERMS:
         assert f"rewards/{term}/mean" in metrics["logged_reward_terms"]
     for transition in TRANSITIONS:

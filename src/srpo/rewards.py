@@ -240,8 +240,8 @@ def score_response(
     :func:`srpo.answers.is_correct`; the ``reference`` preset is the released reward function, quirks included
     (:mod:`srpo.reference_reward`; it ignores ``choices``, as the released code has none). ``visual_score`` is r_v
     from a judge (the perception presets; None: no r_v). ``length_targets``: T_target and T_max of the paper
-    presets' length term in multiples of T0 (the ``reference`` preset keeps the released code's). Raises ``ValueError`` for an unknown preset; never raises
-    on any response string (non-str responses score as ``""``).
+    presets' length term in multiples of T0 (the ``reference`` preset keeps the released code's). Raises
+    ``ValueError`` for an unknown preset; never raises on any response string (non-str responses score as ``""``).
     """
     _check_preset(preset)
     text = response if isinstance(response, str) else ""
