@@ -48,6 +48,9 @@ def test_quick_demo_writes_metrics_report_and_plots(tmp_path):
     assert length["f_len_mean"] > 0.1 and length["f_len_group_std"] > 0.05
     for term in PAPER_TERMS:
         assert f"rewards/{term}/mean" in metrics["logged_reward_terms"]
+    # the RL rate decays (a constant one let the final answer slip: docs/method.md#demo-findings)
+    rates = [h["learning_rate"] for h in load_log_history(out / "stage2") if "learning_rate" in h]
+    assert rates[-1] < rates[0] / 2
     for transition in TRANSITIONS:
         assert f"transitions/{transition}" in metrics["logged_reward_terms"]
     for plot in ("reward_terms", "accuracy_per_stage", "transitions", "transitions_over_steps"):

@@ -288,7 +288,7 @@ def _rl_config(cfg, model, data_dir, output_dir, preset) -> SRPOGRPOConfig:
         adam_beta2=0.999,  # the demo's tuned setting (the paper's 0.95 is for real runs)
         learning_rate=cfg.rl_lr, max_steps=steps, max_completion_length=cfg.max_completion_length,
         max_prompt_length=1024, logging_steps=1, save_steps=max(steps // 2, 1), report_to=[],
-        seed=cfg.seed, lr_scheduler_type="cosine_with_min_lr", warmup_steps=0,
+        seed=cfg.seed, warmup_steps=0,  # the config's cosine decay to a tenth, as the paper's
         system_prompt=cfg.reflection_system_prompt, freeze_vision=True,
         judge="oracle" if "perception" in preset else "", length_targets=cfg.length_targets,
     )
