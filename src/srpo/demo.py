@@ -76,8 +76,9 @@ class DemoConfig:
     reflect_problems: int = option(1200, "Reflection SFT rows.")
     sft_steps: int = option(900, "Stage-1 SFT steps (900: the second answer learns to see; the first stays weak).")
     sft_lr: float = option(1e-3, "Stage-1 learning rate.")
-    rl_steps: int = option(40, "Stage-2 GRPO generation batches, each trained in updates_per_generation optimizer "
-                           "updates.")
+    rl_steps: int = option(28, "Stage-2 GRPO generation batches, each trained in updates_per_generation optimizer "
+                           "updates (28 keeps the demo within 15 minutes; 40 moved the first answer further: "
+                           "docs/method.md#demo-findings).")
     rl_lr: float = option(1e-4, "Stage-2 peak learning rate, decayed as the paper does (cosine to a tenth): a constant "
                           "rate let the final answer slip (docs/method.md#demo-findings).")
     prompts_per_step: int = option(16, "GRPO prompts per generation batch.")
