@@ -4,7 +4,7 @@ For each seed: `srpo demo --seed S` (timed), optionally `--compare --compare_met
 from its metrics.json the paired first/final answers of stage 2 against stage 1. The bar: first answer at least
 10 points above stage 1 with McNemar p < 0.05; final answer not below stage 1 (and at least 5 points above it,
 p < 0.05, where stage 1 is below 90%); the demo alone within 15 minutes. Exits 1 if a seed misses it.
-About 14 minutes per seed on 2 CPU cores (+5 to 6 with --compare). A folder that holds a finished run resumes it,
+About 11 minutes per seed on 2 CPU cores (+3 to 4 with --compare). A folder that holds a finished run resumes it,
 so its time is not a wall time: use a fresh --out.
 
 Usage: python benchmarks/demo_seeds.py [--seeds 0 1 2] [--compare] [--out runs/demo_seeds]
