@@ -5,7 +5,7 @@ from its metrics.json the paired first/final answers of stage 2 against stage 1.
 10 points above stage 1 with McNemar p < 0.05; final answer not below stage 1 (and at least 5 points above it,
 p < 0.05, where stage 1 is below 90%); the demo alone within 15 minutes. Exits 1 if a seed misses it.
 About 11 minutes per seed on 2 CPU cores (+3 to 4 with --compare). A folder that holds a finished run resumes it,
-so its time is not a wall time: use a fresh --out.
+so its time would not be a wall time: such a folder is refused (use a fresh --out).
 
 Usage: python benchmarks/demo_seeds.py [--seeds 0 1 2] [--compare] [--out runs/demo_seeds]
            [--results benchmarks/results/demo_seeds.json]
@@ -56,6 +56,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "runs" / "demo_seeds"))
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "demo_seeds.json"))
     args = parser.parse_args()
+
+    for seed in args.seeds:  # before any run: a resumed demo is not a wall time
+        if (Path(args.out) / f"seed_{seed}" / "demo_config.json").exists():
+            print(f"error: {Path(args.out) / f'seed_{seed}'} already holds a demo run, so its time would not be a wall "
+                  "time; pass a fresh --out", file=sys.stderr)
+            return 2
 
     rows = []
     for seed in args.seeds:
